@@ -1,0 +1,75 @@
+"""Crypto backends, imported as ``dphe_bench.backends``.
+
+The registry is an explicit dict; nothing is discovered and nothing falls back. Choosing a backend:
+an explicit name wins, then the config file, then the ``DPHE_BACKEND`` environment variable, then
+the default ``gmpy2``. Importing this package imports no optional library.
+"""
+
+import os
+from dataclasses import dataclass
+
+from dphe_bench.backends.base import Backend, IntegerBackend
+from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
+from dphe_bench.backends.python_backend import PythonBackend
+from dphe_bench.errors import BackendUnavailableError
+
+BACKENDS: dict[str, type[Backend]] = {
+    PythonBackend.name: PythonBackend,
+    Gmpy2Backend.name: Gmpy2Backend,
+}
+DEFAULT_BACKEND = "gmpy2"
+BACKEND_ENV_VAR = "DPHE_BACKEND"
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a registered backend can run here; ``reason`` says why not when it cannot."""
+
+    name: str
+    available: bool
+    reason: str | None
+
+
+def available_backends() -> dict[str, BackendStatus]:
+    """Every registered backend with whether it can run on this machine and, if not, why."""
+    statuses = {}
+    for name, cls in BACKENDS.items():
+        reason = cls.unavailable_reason()
+        statuses[name] = BackendStatus(name=name, available=reason is None, reason=reason)
+    return statuses
+
+
+def resolve_backend_name(explicit: str | None = None, configured: str | None = None) -> str:
+    """The backend name by precedence: explicit, then config, then $DPHE_BACKEND, then ``gmpy2``."""
+    for candidate in (explicit, configured, os.environ.get(BACKEND_ENV_VAR)):
+        if candidate:
+            return candidate
+    return DEFAULT_BACKEND
+
+
+def get_backend(name: str, **options: object) -> Backend:
+    """Instantiate backend ``name`` with its ``options``.
+
+    Raises ValueError listing the valid names for an unknown name, and BackendUnavailableError
+    (saying why) for a registered backend that cannot run here. Never substitutes another backend.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+    cls = BACKENDS[name]
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} is not available here: {reason}")
+    return cls(**options)
+
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENV_VAR",
+    "DEFAULT_BACKEND",
+    "Backend",
+    "BackendStatus",
+    "IntegerBackend",
+    "available_backends",
+    "get_backend",
+    "resolve_backend_name",
+]

@@ -1,0 +1,184 @@
+"""Pipeline configuration: TOML files (stdlib tomllib) plus ``section.key=value`` overrides, validated.
+
+Every option has a default; ``dphe-bench run`` with no file runs the defaults. Sections and keys:
+
+[data]        dataset ("digits"), test_fraction (0.25)
+[federation]  users (5), rounds (3), split ("iid" | "dirichlet"), dirichlet_alpha (0.5),
+              dropout (0.0: probability that a user misses a round)
+[model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
+[crypto]      scheme ("dphe" | "dense" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
+              key_bits (2048), precision_bits (32)
+[run]         seed (0), output_dir ("reports/runs"), compare_plain (true)
+"""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from dphe_bench.backends import BACKENDS
+from dphe_bench.data import DATASETS, SPLITS
+from dphe_bench.errors import ConfigError
+from dphe_bench.paillier import KEY_SIZES
+from dphe_bench.schemes import SCHEMES
+
+LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    test_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    users: int = 5
+    rounds: int = 3
+    split: str = "iid"
+    dirichlet_alpha: float = 0.5
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    loss: str = "hinge"
+    alpha: float = 0.01
+    l1_ratio: float = 0.9
+    local_epochs: int = 2
+
+
+@dataclass(frozen=True)
+class CryptoConfig:
+    scheme: str = "dphe"
+    backend: str | None = None
+    key_bits: int = 2048
+    precision_bits: int = 32
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    output_dir: str = "reports/runs"
+    compare_plain: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (for results files)."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
+
+# (predicate, message) per option; the message completes "<section>.<key> must ...".
+_RULES: dict[tuple[str, str], tuple[Any, str]] = {
+    ("data", "dataset"): (lambda v: v in DATASETS, f"be one of {DATASETS}"),
+    ("data", "test_fraction"): (lambda v: 0 < v < 1, "be in (0, 1)"),
+    ("federation", "users"): (lambda v: 1 <= v <= 10_000, "be in [1, 10000]"),
+    ("federation", "rounds"): (lambda v: v >= 1, "be >= 1"),
+    ("federation", "split"): (lambda v: v in SPLITS, f"be one of {SPLITS}"),
+    ("federation", "dirichlet_alpha"): (lambda v: v > 0, "be > 0"),
+    ("federation", "dropout"): (lambda v: 0 <= v < 1, "be in [0, 1)"),
+    ("model", "loss"): (lambda v: v in LOSSES, f"be one of {LOSSES}"),
+    ("model", "alpha"): (lambda v: v > 0, "be > 0"),
+    ("model", "l1_ratio"): (lambda v: 0 <= v <= 1, "be in [0, 1]"),
+    ("model", "local_epochs"): (lambda v: v >= 1, "be >= 1"),
+    ("crypto", "scheme"): (lambda v: v in SCHEMES, f"be one of {tuple(SCHEMES)}"),
+    ("crypto", "backend"): (lambda v: v is None or v in BACKENDS, f"be one of {tuple(BACKENDS)}"),
+    ("crypto", "key_bits"): (lambda v: v in KEY_SIZES, f"be one of {KEY_SIZES}"),
+    ("crypto", "precision_bits"): (lambda v: 1 <= v <= 52, "be in [1, 52]"),
+    ("run", "seed"): (lambda v: 0 <= v < 2**32, "be in [0, 2**32)"),
+    ("run", "output_dir"): (lambda v: bool(v), "be a non-empty path"),
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read ``path`` (TOML; None = defaults), apply ``section.key=value`` overrides, validate.
+
+    Raises ConfigError naming the file, option and problem.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for override in overrides:
+        section, key, value = _parse_override(override)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table")
+        raw[section][key] = value
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config from nested dicts (as tomllib returns)."""
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {unknown}; valid sections: {list(_SECTIONS)}")
+    sections = {}
+    for name, section_type in _SECTIONS.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = _build_section(name, section_type, values)
+    return Config(**sections)
+
+
+def _build_section(name: str, section_type: type, values: dict[str, Any]) -> Any:
+    hints = get_type_hints(section_type)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {[f'{name}.{k}' for k in unknown]}; valid options in [{name}]: "
+                          f"{sorted(hints)}")
+    checked = {}
+    for key, value in values.items():
+        value = _coerce(f"{name}.{key}", hints[key], value)
+        predicate, requirement = _RULES.get((name, key), (lambda v: True, ""))
+        if not predicate(value):
+            raise ConfigError(f"{name}.{key} must {requirement}, got {value!r}")
+        checked[key] = value
+    return section_type(**checked)
+
+
+def _coerce(option: str, expected: Any, value: Any) -> Any:
+    """Check ``value`` against the option's type; ints are accepted for floats."""
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected == str | None:
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        type_name = "str" if expected == str | None else expected.__name__
+        raise ConfigError(f"{option} must be of type {type_name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse_override(override: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); value is a TOML literal, or else a bare string."""
+    key_part, sep, value_text = override.partition("=")
+    section, dot, key = key_part.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"value = {value_text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    return section, key, value

@@ -1,0 +1,46 @@
+"""Exceptions raised by dphe-bench.
+
+Every error a caller can trigger with bad input is one of these, so a caller can catch
+``DpheError`` for all of them or a specific class for one case. Each also derives from the
+built-in exception it refines (``ValueError``, ``OverflowError``, ``RuntimeError``).
+"""
+
+
+class DpheError(Exception):
+    """Base class of every dphe-bench error."""
+
+
+class KeyMismatchError(DpheError, ValueError):
+    """Ciphertexts or a message made under one public key were used with another."""
+
+
+class CiphertextError(DpheError, ValueError):
+    """A ciphertext is outside [1, n^2), not invertible mod n^2, or a batch is malformed."""
+
+
+class PlaintextRangeError(DpheError, ValueError):
+    """A plaintext integer is outside [0, n)."""
+
+
+class EncodingOverflowError(DpheError, OverflowError):
+    """A real value is too large (or not finite) for the fixed-point encoding, or a decoded sum overflowed."""
+
+
+class MessageFormatError(DpheError, ValueError):
+    """A serialised message is malformed, truncated, of an unknown version or of the wrong kind."""
+
+
+class PermutationError(DpheError, ValueError):
+    """An array that should be a permutation of 0..D-1 is not one."""
+
+
+class ProtocolError(DpheError, ValueError):
+    """A party received something the protocol forbids: bad indices, wrong dimension, unknown user, replay."""
+
+
+class ConfigError(DpheError, ValueError):
+    """A configuration file or override is invalid."""
+
+
+class BackendUnavailableError(DpheError, RuntimeError):
+    """A crypto backend was requested that cannot run on this machine."""

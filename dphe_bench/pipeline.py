@@ -1,0 +1,152 @@
+"""The learning pipeline: centralised baseline, federated ``plain`` run, federated run of the chosen scheme.
+
+Everything that is not crypto is fixed by ``run.seed``: the train/test split, the users' shards,
+their SGD shuffling and which users drop out of which round. Keys, obfuscators and permutations come
+from the OS CSPRNG, and the decrypted averages do not depend on them, so a ``dphe`` run gives the
+``plain`` run's model up to fixed-point rounding.
+"""
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dphe_bench.backends import get_backend, resolve_backend_name
+from dphe_bench.config import Config
+from dphe_bench.data import Dataset, load_dataset, split_among_users
+from dphe_bench.learning import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
+from dphe_bench.simulation import PHASES, Federation
+
+
+@dataclass
+class FederatedOutcome:
+    """Result of one federated training run with one scheme."""
+
+    scheme: str
+    weights: np.ndarray
+    accuracy: float
+    timings: dict[str, float]
+    bytes_sent: dict[str, int]
+    ciphertexts_per_round: list[int]
+    user_sparsity: list[float]
+    union_sparsity: float
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PipelineResult:
+    """Everything one ``dphe-bench run`` measured."""
+
+    config: Config
+    backend: str
+    dimension: int
+    centralised_accuracy: float
+    outcomes: dict[str, FederatedOutcome]
+    max_abs_diff_vs_plain: float | None
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (weights left out)."""
+        outcomes = {}
+        for name, outcome in self.outcomes.items():
+            outcomes[name] = {
+                "accuracy": outcome.accuracy, "timings_s": outcome.timings, "bytes_sent": outcome.bytes_sent,
+                "ciphertexts_per_round": outcome.ciphertexts_per_round,
+                "user_sparsity": outcome.user_sparsity, "union_sparsity": outcome.union_sparsity,
+                "rounds": outcome.rounds,
+            }
+        return {
+            "config": self.config.to_dict(), "backend": self.backend, "dimension": self.dimension,
+            "centralised_accuracy": self.centralised_accuracy, "federated": outcomes,
+            "max_abs_diff_vs_plain": self.max_abs_diff_vs_plain, "environment": self.environment,
+        }
+
+
+def run_pipeline(config: Config, backend: str | None = None, progress: bool = True) -> PipelineResult:
+    """Run the whole pipeline for ``config``; ``backend`` (explicit) overrides the config and $DPHE_BACKEND."""
+    backend_name = resolve_backend_name(backend, config.crypto.backend)
+    crypto_backend = get_backend(backend_name)
+    seeds = np.random.SeedSequence(config.run.seed).generate_state(4)
+    dataset = load_dataset(config.data.dataset, config.data.test_fraction, int(seeds[0]))
+    fed = config.federation
+    shards = split_among_users(dataset.y_train, fed.users, fed.split, int(seeds[1]), fed.dirichlet_alpha)
+    spec = ModelSpec(config.model.loss, config.model.alpha, config.model.l1_ratio, config.model.local_epochs)
+    centralised = _train_centralised(dataset, spec, fed.rounds, int(seeds[2]))
+
+    schemes = [config.crypto.scheme]
+    if config.run.compare_plain and config.crypto.scheme != "plain":
+        schemes.insert(0, "plain")
+    outcomes = {
+        scheme: _run_federated(scheme, dataset, shards, spec, config, crypto_backend, int(seeds[3]), progress)
+        for scheme in schemes
+    }
+    diff = None
+    if "plain" in outcomes and config.crypto.scheme != "plain":
+        diff = float(np.max(np.abs(outcomes[config.crypto.scheme].weights - outcomes["plain"].weights)))
+    return PipelineResult(
+        config=config, backend=backend_name,
+        dimension=weight_dimension(len(dataset.classes), dataset.n_features),
+        centralised_accuracy=accuracy(centralised, dataset.classes, dataset.X_test, dataset.y_test),
+        outcomes=outcomes, max_abs_diff_vs_plain=diff,
+        environment={"python": platform.python_version(), "machine": platform.machine(),
+                     "platform": platform.platform(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    )
+
+
+def _train_centralised(dataset: Dataset, spec: ModelSpec, rounds: int, seed: int) -> np.ndarray:
+    """The same model trained on all training data for as many epochs as a federated user gets."""
+    central_spec = ModelSpec(spec.loss, spec.alpha, spec.l1_ratio, spec.local_epochs * rounds)
+    trainer = LocalTrainer(dataset.classes, dataset.n_features, central_spec, seed)
+    return trainer.train(dataset.X_train, dataset.y_train, np.zeros(trainer.dimension))
+
+
+def _run_federated(scheme: str, dataset: Dataset, shards: list[np.ndarray], spec: ModelSpec, config: Config,
+                   backend, seed: int, progress: bool) -> FederatedOutcome:
+    """R rounds of local training + aggregation with ``scheme``. Same seed, same shuffles and dropouts."""
+    fed = config.federation
+    user_seeds = np.random.SeedSequence(seed).generate_state(fed.users + 1)
+    dropout_rng = np.random.default_rng(int(user_seeds[-1]))
+    trainers = [LocalTrainer(dataset.classes, dataset.n_features, spec, int(s)) for s in user_seeds[:-1]]
+    dimension = trainers[0].dimension
+    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits,
+                            config.crypto.precision_bits)
+    average = np.zeros(dimension)
+    timings = dict.fromkeys(("train", *PHASES), 0.0)
+    bytes_sent = {"key_generator": 0, "users": 0, "aggregator": 0}
+    rounds, ciphertexts_per_round, local = [], [], {}
+    for round_index in tqdm(range(fed.rounds), desc=f"{scheme} rounds", unit="round",
+                             disable=None if progress else True):
+        present = _present_users(fed.users, fed.dropout, dropout_rng)
+        start = time.perf_counter()
+        local = {uid: trainers[uid].train(dataset.X_train[shards[uid]], dataset.y_train[shards[uid]], average)
+                 for uid in present}
+        train_seconds = time.perf_counter() - start
+        result = federation.run_round(local, progress=progress)
+        average = result.mean
+        timings["train"] += train_seconds
+        for phase, seconds in result.timings.items():
+            timings[phase] += seconds
+        for party, count in result.bytes_sent.items():
+            bytes_sent[party] += count
+        ciphertexts_per_round.append(sum(result.ciphertexts.values()))
+        rounds.append({"round": round_index, "contributors": result.contributors,
+                       "accuracy": accuracy(average, dataset.classes, dataset.X_test, dataset.y_test),
+                       "timings_s": {"train": train_seconds, **result.timings}, "bytes_sent": result.bytes_sent,
+                       "ciphertexts": {str(k): v for k, v in result.ciphertexts.items()}})
+    last_local = list(local.values())
+    union = np.any(np.stack(last_local) != 0, axis=0)
+    return FederatedOutcome(
+        scheme=scheme, weights=average,
+        accuracy=accuracy(average, dataset.classes, dataset.X_test, dataset.y_test),
+        timings=timings, bytes_sent=bytes_sent, ciphertexts_per_round=ciphertexts_per_round,
+        user_sparsity=[sparsity(w) for w in last_local], union_sparsity=float(1.0 - union.mean()), rounds=rounds,
+    )
+
+
+def _present_users(n_users: int, dropout: float, rng: np.random.Generator) -> list[int]:
+    """Users taking part in a round: each drops with probability ``dropout``; at least one stays."""
+    present = [uid for uid in range(n_users) if rng.random() >= dropout]
+    return present or [int(rng.integers(n_users))]
