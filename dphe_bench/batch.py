@@ -23,8 +23,7 @@ class CiphertextBatch:
         width = limb_width(public_key.nsquare)
         if limbs.dtype != np.uint32 or limbs.ndim != 2 or limbs.shape[1] != width:
             raise CiphertextError(
-                f"ciphertext limbs must be a uint32 array of shape (count, {width}), "
-                f"got {limbs.dtype} {limbs.shape}"
+                f"ciphertext limbs must be a uint32 array of shape (count, {width}), got {limbs.dtype} {limbs.shape}"
             )
         self.public_key = public_key
         self.limbs = np.ascontiguousarray(limbs)

@@ -35,8 +35,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="federated learning with encrypted aggregation on the configured data")
     run.add_argument("--config", metavar="FILE", help="TOML config file (every option has a default)")
-    run.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                     help="override one option, e.g. --set crypto.scheme=dense (repeatable)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one option, e.g. --set crypto.scheme=dense (repeatable)",
+    )
     run.add_argument("--backend", help="crypto backend; wins over the config file and $DPHE_BACKEND")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(handler=_run)
@@ -86,8 +92,10 @@ def _backends(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         ok = sums == [2 * v % public_key.n for v in values]
         failed |= not ok
-        print(f"{name:<10} available  self-check {'passed' if ok else 'FAILED'} "
-              f"({2 * SELF_CHECK_VALUES} encryptions, aggregate, decrypt at {SELF_CHECK_KEY_BITS} bits: {seconds:.3f} s)")
+        print(
+            f"{name:<10} available  self-check {'passed' if ok else 'FAILED'} "
+            f"({2 * SELF_CHECK_VALUES} encryptions, aggregate, decrypt at {SELF_CHECK_KEY_BITS} bits: {seconds:.3f} s)"
+        )
     return 1 if failed else 0
 
 

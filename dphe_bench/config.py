@@ -12,6 +12,7 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
 """
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, get_type_hints
 from dphe_bench.backends import BACKENDS
 from dphe_bench.data import DATASETS, SPLITS
 from dphe_bench.errors import ConfigError
+from dphe_bench.learning import ModelSpec
 from dphe_bench.paillier import KEY_SIZES
 from dphe_bench.schemes import SCHEMES
 
@@ -42,14 +44,6 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    loss: str = "hinge"
-    alpha: float = 0.01
-    l1_ratio: float = 0.9
-    local_epochs: int = 2
-
-
-@dataclass(frozen=True)
 class CryptoConfig:
     scheme: str = "dphe"
     backend: str | None = None
@@ -68,7 +62,7 @@ class RunConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -109,9 +103,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text (TOML files must be UTF-8)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for override in overrides:
@@ -140,8 +138,9 @@ def _build_section(name: str, section_type: type, values: dict[str, Any]) -> Any
     hints = get_type_hints(section_type)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ConfigError(f"unknown option(s) {[f'{name}.{k}' for k in unknown]}; valid options in [{name}]: "
-                          f"{sorted(hints)}")
+        raise ConfigError(
+            f"unknown option(s) {[f'{name}.{k}' for k in unknown]}; valid options in [{name}]: {sorted(hints)}"
+        )
     checked = {}
     for key, value in values.items():
         value = _coerce(f"{name}.{key}", hints[key], value)
@@ -159,7 +158,7 @@ def _coerce(option: str, expected: Any, value: Any) -> Any:
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     elif expected == str | None:
         ok = isinstance(value, str)
@@ -167,6 +166,8 @@ def _coerce(option: str, expected: Any, value: Any) -> Any:
         ok = isinstance(value, expected)
     if not ok:
         type_name = "str" if expected == str | None else expected.__name__
+        if expected is float:
+            type_name = "finite float"
         raise ConfigError(f"{option} must be of type {type_name}, got {type(value).__name__} {value!r}")
     return value
 

@@ -47,8 +47,9 @@ def load_dataset(name: str, test_fraction: float, seed: int) -> Dataset:
     return Dataset(name, X_train, y_train, X_test, y_test)
 
 
-def split_among_users(y: np.ndarray, n_users: int, method: str, seed: int,
-                      dirichlet_alpha: float = 0.5, min_samples: int = 10) -> list[np.ndarray]:
+def split_among_users(
+    y: np.ndarray, n_users: int, method: str, seed: int, dirichlet_alpha: float = 0.5, min_samples: int = 10
+) -> list[np.ndarray]:
     """Split sample indices among ``n_users``.
 
     ``iid``: a random permutation cut into equal parts. ``dirichlet``: for every class, its samples
@@ -60,8 +61,9 @@ def split_among_users(y: np.ndarray, n_users: int, method: str, seed: int,
     if method not in SPLITS:
         raise ValueError(f"unknown split {method!r}; valid splits: {', '.join(SPLITS)}")
     if n_users * min_samples > y.size:
-        raise ValueError(f"{y.size} training samples are too few for {n_users} users with at least "
-                         f"{min_samples} samples each")
+        raise ValueError(
+            f"{y.size} training samples are too few for {n_users} users with at least {min_samples} samples each"
+        )
     rng = np.random.default_rng(seed)
     if method == "iid":
         return [np.sort(part) for part in np.array_split(rng.permutation(y.size), n_users)]
@@ -76,5 +78,7 @@ def split_among_users(y: np.ndarray, n_users: int, method: str, seed: int,
         shards = [np.sort(np.concatenate(chunks)) for chunks in parts]
         if min(s.size for s in shards) >= min_samples:
             return shards
-    raise ValueError(f"could not draw a Dirichlet(alpha={dirichlet_alpha}) split giving each of {n_users} users "
-                     f"at least {min_samples} samples; raise alpha or lower the number of users")
+    raise ValueError(
+        f"could not draw a Dirichlet(alpha={dirichlet_alpha}) split giving each of {n_users} users "
+        f"at least {min_samples} samples; raise alpha or lower the number of users"
+    )

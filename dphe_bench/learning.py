@@ -68,7 +68,10 @@ class LocalTrainer:
         self.n_features = n_features
         self.spec = spec
         self.model = SGDClassifier(
-            loss=spec.loss, penalty="elasticnet", alpha=spec.alpha, l1_ratio=spec.l1_ratio,
+            loss=spec.loss,
+            penalty="elasticnet",
+            alpha=spec.alpha,
+            l1_ratio=spec.l1_ratio,
             random_state=np.random.RandomState(seed),
         )
 
@@ -91,10 +94,8 @@ def accuracy(weights: np.ndarray, classes: np.ndarray, X: np.ndarray, y: np.ndar
     """Fraction of samples whose arg-max one-vs-rest score picks the true class."""
     coef, intercept = unflatten(weights, len(classes), X.shape[1])
     scores = X @ coef.T + intercept
-    if len(classes) == 2:
-        predicted = classes[(scores[:, 0] > 0).astype(int)]
-    else:
-        predicted = classes[np.argmax(scores, axis=1)]
+    winners = (scores[:, 0] > 0).astype(int) if len(classes) == 2 else np.argmax(scores, axis=1)
+    predicted = classes[winners]
     return float(np.mean(predicted == y))
 
 

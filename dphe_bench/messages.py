@@ -172,8 +172,10 @@ def _encode_payload(name: str, field_type: FieldType, value: FieldValue) -> byte
     array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(f"field {name!r} must be a 1-D array, got shape {array.shape}")
-    if field_type is FieldType.UINT32_ARRAY and array.size and (
-        not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= 2**32
+    if (
+        field_type is FieldType.UINT32_ARRAY
+        and array.size
+        and (not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= 2**32)
     ):
         raise ValueError(f"field {name!r} must hold integers in [0, 2**32)")
     return array.astype(dtype).tobytes()

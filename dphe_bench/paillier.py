@@ -147,8 +147,7 @@ def generate_keypair(bits: int = DEFAULT_KEY_BITS) -> tuple[PublicKey, PrivateKe
     if bits not in KEY_SIZES:
         raise ValueError(f"key size must be one of {KEY_SIZES}, got {bits!r}")
     if bits == 1024:
-        warnings.warn("1024-bit Paillier keys are too weak for real use; use them for benchmarks only",
-                      stacklevel=2)
+        warnings.warn("1024-bit Paillier keys are too weak for real use; use them for benchmarks only", stacklevel=2)
     while True:
         p = random_prime(bits // 2)
         q = random_prime(bits // 2)
@@ -162,7 +161,8 @@ def write_private_key(private_key: PrivateKey, path: str | Path) -> None:
     """Write a private key as JSON to ``path`` with mode 0600, atomically (temp file + rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(private_key.to_json())

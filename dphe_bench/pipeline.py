@@ -6,6 +6,7 @@ from the OS CSPRNG, and the decrypted averages do not depend on them, so a ``dph
 ``plain`` run's model up to fixed-point rounding.
 """
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
@@ -53,15 +54,22 @@ class PipelineResult:
         outcomes = {}
         for name, outcome in self.outcomes.items():
             outcomes[name] = {
-                "accuracy": outcome.accuracy, "timings_s": outcome.timings, "bytes_sent": outcome.bytes_sent,
+                "accuracy": outcome.accuracy,
+                "timings_s": outcome.timings,
+                "bytes_sent": outcome.bytes_sent,
                 "ciphertexts_per_round": outcome.ciphertexts_per_round,
-                "user_sparsity": outcome.user_sparsity, "union_sparsity": outcome.union_sparsity,
+                "user_sparsity": outcome.user_sparsity,
+                "union_sparsity": outcome.union_sparsity,
                 "rounds": outcome.rounds,
             }
         return {
-            "config": self.config.to_dict(), "backend": self.backend, "dimension": self.dimension,
-            "centralised_accuracy": self.centralised_accuracy, "federated": outcomes,
-            "max_abs_diff_vs_plain": self.max_abs_diff_vs_plain, "environment": self.environment,
+            "config": self.config.to_dict(),
+            "backend": self.backend,
+            "dimension": self.dimension,
+            "centralised_accuracy": self.centralised_accuracy,
+            "federated": outcomes,
+            "max_abs_diff_vs_plain": self.max_abs_diff_vs_plain,
+            "environment": self.environment,
         }
 
 
@@ -73,7 +81,7 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     dataset = load_dataset(config.data.dataset, config.data.test_fraction, int(seeds[0]))
     fed = config.federation
     shards = split_among_users(dataset.y_train, fed.users, fed.split, int(seeds[1]), fed.dirichlet_alpha)
-    spec = ModelSpec(config.model.loss, config.model.alpha, config.model.l1_ratio, config.model.local_epochs)
+    spec = config.model
     centralised = _train_centralised(dataset, spec, fed.rounds, int(seeds[2]))
 
     schemes = [config.crypto.scheme]
@@ -87,42 +95,58 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     if "plain" in outcomes and config.crypto.scheme != "plain":
         diff = float(np.max(np.abs(outcomes[config.crypto.scheme].weights - outcomes["plain"].weights)))
     return PipelineResult(
-        config=config, backend=backend_name,
+        config=config,
+        backend=backend_name,
         dimension=weight_dimension(len(dataset.classes), dataset.n_features),
         centralised_accuracy=accuracy(centralised, dataset.classes, dataset.X_test, dataset.y_test),
-        outcomes=outcomes, max_abs_diff_vs_plain=diff,
-        environment={"python": platform.python_version(), "machine": platform.machine(),
-                     "platform": platform.platform(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        outcomes=outcomes,
+        max_abs_diff_vs_plain=diff,
+        environment={
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
 
 
 def _train_centralised(dataset: Dataset, spec: ModelSpec, rounds: int, seed: int) -> np.ndarray:
     """The same model trained on all training data for as many epochs as a federated user gets."""
-    central_spec = ModelSpec(spec.loss, spec.alpha, spec.l1_ratio, spec.local_epochs * rounds)
+    central_spec = dataclasses.replace(spec, local_epochs=spec.local_epochs * rounds)
     trainer = LocalTrainer(dataset.classes, dataset.n_features, central_spec, seed)
     return trainer.train(dataset.X_train, dataset.y_train, np.zeros(trainer.dimension))
 
 
-def _run_federated(scheme: str, dataset: Dataset, shards: list[np.ndarray], spec: ModelSpec, config: Config,
-                   backend, seed: int, progress: bool) -> FederatedOutcome:
+def _run_federated(
+    scheme: str,
+    dataset: Dataset,
+    shards: list[np.ndarray],
+    spec: ModelSpec,
+    config: Config,
+    backend,
+    seed: int,
+    progress: bool,
+) -> FederatedOutcome:
     """R rounds of local training + aggregation with ``scheme``. Same seed, same shuffles and dropouts."""
     fed = config.federation
     user_seeds = np.random.SeedSequence(seed).generate_state(fed.users + 1)
     dropout_rng = np.random.default_rng(int(user_seeds[-1]))
     trainers = [LocalTrainer(dataset.classes, dataset.n_features, spec, int(s)) for s in user_seeds[:-1]]
     dimension = trainers[0].dimension
-    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits,
-                            config.crypto.precision_bits)
+    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits, config.crypto.precision_bits)
     average = np.zeros(dimension)
     timings = dict.fromkeys(("train", *PHASES), 0.0)
     bytes_sent = {"key_generator": 0, "users": 0, "aggregator": 0}
     rounds, ciphertexts_per_round, local = [], [], {}
-    for round_index in tqdm(range(fed.rounds), desc=f"{scheme} rounds", unit="round",
-                             disable=None if progress else True):
+    for round_index in tqdm(
+        range(fed.rounds), desc=f"{scheme} rounds", unit="round", disable=None if progress else True
+    ):
         present = _present_users(fed.users, fed.dropout, dropout_rng)
         start = time.perf_counter()
-        local = {uid: trainers[uid].train(dataset.X_train[shards[uid]], dataset.y_train[shards[uid]], average)
-                 for uid in present}
+        local = {
+            uid: trainers[uid].train(dataset.X_train[shards[uid]], dataset.y_train[shards[uid]], average)
+            for uid in present
+        }
         train_seconds = time.perf_counter() - start
         result = federation.run_round(local, progress=progress)
         average = result.mean
@@ -132,17 +156,28 @@ def _run_federated(scheme: str, dataset: Dataset, shards: list[np.ndarray], spec
         for party, count in result.bytes_sent.items():
             bytes_sent[party] += count
         ciphertexts_per_round.append(sum(result.ciphertexts.values()))
-        rounds.append({"round": round_index, "contributors": result.contributors,
-                       "accuracy": accuracy(average, dataset.classes, dataset.X_test, dataset.y_test),
-                       "timings_s": {"train": train_seconds, **result.timings}, "bytes_sent": result.bytes_sent,
-                       "ciphertexts": {str(k): v for k, v in result.ciphertexts.items()}})
+        rounds.append(
+            {
+                "round": round_index,
+                "contributors": result.contributors,
+                "accuracy": accuracy(average, dataset.classes, dataset.X_test, dataset.y_test),
+                "timings_s": {"train": train_seconds, **result.timings},
+                "bytes_sent": result.bytes_sent,
+                "ciphertexts": {str(k): v for k, v in result.ciphertexts.items()},
+            }
+        )
     last_local = list(local.values())
     union = np.any(np.stack(last_local) != 0, axis=0)
     return FederatedOutcome(
-        scheme=scheme, weights=average,
+        scheme=scheme,
+        weights=average,
         accuracy=accuracy(average, dataset.classes, dataset.X_test, dataset.y_test),
-        timings=timings, bytes_sent=bytes_sent, ciphertexts_per_round=ciphertexts_per_round,
-        user_sparsity=[sparsity(w) for w in last_local], union_sparsity=float(1.0 - union.mean()), rounds=rounds,
+        timings=timings,
+        bytes_sent=bytes_sent,
+        ciphertexts_per_round=ciphertexts_per_round,
+        user_sparsity=[sparsity(w) for w in last_local],
+        union_sparsity=float(1.0 - union.mean()),
+        rounds=rounds,
     )
 
 

@@ -13,11 +13,28 @@ from dphe_bench.simulation import PHASES
 
 CSV_NAME = "runs.csv"
 CSV_COLUMNS = (
-    "time_utc", "dataset", "users", "rounds", "split", "scheme", "backend", "key_bits", "precision_bits",
-    "dimension", "accuracy_centralised", "accuracy_plain", "accuracy_scheme", "max_abs_diff_vs_plain",
-    "user_sparsity_mean", "union_sparsity", "ciphertexts_per_round_mean",
+    "time_utc",
+    "dataset",
+    "users",
+    "rounds",
+    "split",
+    "scheme",
+    "backend",
+    "key_bits",
+    "precision_bits",
+    "dimension",
+    "accuracy_centralised",
+    "accuracy_plain",
+    "accuracy_scheme",
+    "max_abs_diff_vs_plain",
+    "user_sparsity_mean",
+    "union_sparsity",
+    "ciphertexts_per_round_mean",
     *(f"{phase}_s" for phase in ("train", *PHASES)),
-    "bytes_key_generator", "bytes_users", "bytes_aggregator", "results_file",
+    "bytes_key_generator",
+    "bytes_users",
+    "bytes_aggregator",
+    "results_file",
 )
 
 
@@ -30,8 +47,11 @@ def format_summary(result: PipelineResult) -> str:
         f"dphe-bench run: {cfg.data.dataset}, D = {result.dimension} weights, {cfg.federation.users} users "
         f"({cfg.federation.split}), {cfg.federation.rounds} rounds, seed {cfg.run.seed}",
         f"scheme {scheme}, backend {result.backend}"
-        + (f", {cfg.crypto.key_bits}-bit keys, {cfg.crypto.precision_bits}-bit fixed point"
-           if scheme != "plain" else ""),
+        + (
+            f", {cfg.crypto.key_bits}-bit keys, {cfg.crypto.precision_bits}-bit fixed point"
+            if scheme != "plain"
+            else ""
+        ),
         "",
         f"{'accuracy (test)':<28}{'':>4}",
         f"  {'centralised':<26}{result.centralised_accuracy:>8.4f}",
@@ -40,20 +60,24 @@ def format_summary(result: PipelineResult) -> str:
         lines.append(f"  {'federated ' + name:<26}{outcome.accuracy:>8.4f}")
     if result.max_abs_diff_vs_plain is not None:
         lines.append(f"  max |w_{scheme} - w_plain| = {result.max_abs_diff_vs_plain:.3g}")
-    lines += ["", f"sparsity (last round): per user {_mean(main.user_sparsity):.3f} (mean), "
-                  f"union {main.union_sparsity:.3f}"]
-    if SCHEMES[scheme].encrypted:
-        lines.append(f"ciphertexts per round: {_mean(main.ciphertexts_per_round):.0f} "
-                     f"(dense would send {result.dimension * cfg.federation.users})")
     lines += [
         "",
-        f"{'time (s)':<12}" + "".join(f"{name:>12}" for name in result.outcomes),
+        f"sparsity (last round): per user {_mean(main.user_sparsity):.3f} (mean), union {main.union_sparsity:.3f}",
+    ]
+    if SCHEMES[scheme].encrypted:
+        lines.append(
+            f"ciphertexts per round: {_mean(main.ciphertexts_per_round):.0f} "
+            f"(dense would send {result.dimension * cfg.federation.users})"
+        )
+    lines += [
+        "",
+        f"{'time (s)':<15}" + "".join(f"{name:>12}" for name in result.outcomes),
     ]
     for phase in ("train", *PHASES):
-        lines.append(f"  {phase:<10}" + "".join(f"{o.timings[phase]:>12.3f}" for o in result.outcomes.values()))
-    lines += ["", f"{'bytes sent':<12}" + "".join(f"{name:>12}" for name in result.outcomes)]
+        lines.append(f"  {phase:<13}" + "".join(f"{o.timings[phase]:>12.3f}" for o in result.outcomes.values()))
+    lines += ["", f"{'bytes sent':<15}" + "".join(f"{name:>12}" for name in result.outcomes)]
     for party in ("key_generator", "users", "aggregator"):
-        lines.append(f"  {party:<10}" + "".join(f"{_size(o.bytes_sent[party]):>12}" for o in result.outcomes.values()))
+        lines.append(f"  {party:<13}" + "".join(f"{_size(o.bytes_sent[party]):>12}" for o in result.outcomes.values()))
     return "\n".join(lines)
 
 
@@ -65,15 +89,17 @@ def write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     """
     out_dir = Path(result.config.run.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / CSV_NAME
+    existing = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
+    if existing and existing.splitlines()[0] != ",".join(CSV_COLUMNS):
+        raise ValueError(f"{csv_path} has different columns than this version writes; move it aside")
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
     cfg = result.config
     json_path = out_dir / f"run-{stamp}-{cfg.crypto.scheme}-{result.backend}.json"
     _atomic_write(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-
-    csv_path = out_dir / CSV_NAME
-    existing = csv_path.read_text() if csv_path.exists() else ""
-    if existing and existing.splitlines()[0] != ",".join(CSV_COLUMNS):
-        raise ValueError(f"{csv_path} has different columns than this version writes; move it aside")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     if not existing:
@@ -88,16 +114,27 @@ def _csv_row(result: PipelineResult, json_name: str) -> dict:
     main = result.outcomes[cfg.crypto.scheme]
     plain = result.outcomes.get("plain")
     row = {
-        "time_utc": result.environment["time_utc"], "dataset": cfg.data.dataset, "users": cfg.federation.users,
-        "rounds": cfg.federation.rounds, "split": cfg.federation.split, "scheme": cfg.crypto.scheme,
-        "backend": result.backend, "key_bits": cfg.crypto.key_bits, "precision_bits": cfg.crypto.precision_bits,
-        "dimension": result.dimension, "accuracy_centralised": result.centralised_accuracy,
-        "accuracy_plain": plain.accuracy if plain else "", "accuracy_scheme": main.accuracy,
+        "time_utc": result.environment["time_utc"],
+        "dataset": cfg.data.dataset,
+        "users": cfg.federation.users,
+        "rounds": cfg.federation.rounds,
+        "split": cfg.federation.split,
+        "scheme": cfg.crypto.scheme,
+        "backend": result.backend,
+        "key_bits": cfg.crypto.key_bits,
+        "precision_bits": cfg.crypto.precision_bits,
+        "dimension": result.dimension,
+        "accuracy_centralised": result.centralised_accuracy,
+        "accuracy_plain": plain.accuracy if plain else "",
+        "accuracy_scheme": main.accuracy,
         "max_abs_diff_vs_plain": "" if result.max_abs_diff_vs_plain is None else result.max_abs_diff_vs_plain,
-        "user_sparsity_mean": _mean(main.user_sparsity), "union_sparsity": main.union_sparsity,
+        "user_sparsity_mean": _mean(main.user_sparsity),
+        "union_sparsity": main.union_sparsity,
         "ciphertexts_per_round_mean": _mean(main.ciphertexts_per_round),
-        "bytes_key_generator": main.bytes_sent["key_generator"], "bytes_users": main.bytes_sent["users"],
-        "bytes_aggregator": main.bytes_sent["aggregator"], "results_file": json_name,
+        "bytes_key_generator": main.bytes_sent["key_generator"],
+        "bytes_users": main.bytes_sent["users"],
+        "bytes_aggregator": main.bytes_sent["aggregator"],
+        "results_file": json_name,
     }
     row.update({f"{phase}_s": main.timings[phase] for phase in ("train", *PHASES)})
     return row
@@ -106,7 +143,7 @@ def _csv_row(result: PipelineResult, json_name: str) -> dict:
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,4 +20,3 @@ def random_units(n: int, count: int) -> list[int]:
         if math.gcd(r, n) == 1:
             units.append(r)
     return units
-

@@ -61,8 +61,15 @@ class Federation:
         Paillier key size and fixed-point precision (ignored by ``plain``).
     """
 
-    def __init__(self, scheme: str, dimension: int, n_users: int, backend: Backend | str = "gmpy2",
-                 key_bits: int = DEFAULT_KEY_BITS, precision_bits: int = DEFAULT_PRECISION_BITS):
+    def __init__(
+        self,
+        scheme: str,
+        dimension: int,
+        n_users: int,
+        backend: Backend | str = "gmpy2",
+        key_bits: int = DEFAULT_KEY_BITS,
+        precision_bits: int = DEFAULT_PRECISION_BITS,
+    ):
         self.scheme = get_scheme(scheme)
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
         self.dimension = dimension
@@ -70,8 +77,9 @@ class Federation:
         self.round_index = 0
         with _timed() as elapsed:
             if self.scheme.encrypted:
-                self.key_generator = self.scheme.key_generator(dimension, self.user_ids, self.backend,
-                                                               key_bits=key_bits, precision_bits=precision_bits)
+                self.key_generator = self.scheme.key_generator(
+                    dimension, self.user_ids, self.backend, key_bits=key_bits, precision_bits=precision_bits
+                )
             else:
                 self.key_generator = self.scheme.key_generator(dimension, self.user_ids, self.backend)
             setup = self.key_generator.setup()
@@ -79,8 +87,9 @@ class Federation:
             self.users = {uid: self.scheme.user(setup.to_users[uid], self.backend) for uid in self.user_ids}
         self._pending_setup = {"seconds": elapsed(), "bytes": setup.nbytes}
 
-    def run_round(self, weights: Mapping[int, np.ndarray], arrival_order: Sequence[int] | None = None,
-                  progress: bool = False) -> RoundResult:
+    def run_round(
+        self, weights: Mapping[int, np.ndarray], arrival_order: Sequence[int] | None = None, progress: bool = False
+    ) -> RoundResult:
         """One round over the users in ``weights`` (user id -> float64 (D,)); absent users have dropped out.
 
         ``arrival_order`` is the order in which updates reach the aggregator (default: by user id).
@@ -98,8 +107,13 @@ class Federation:
             setup_bytes = self._pending_setup["bytes"]
             self._pending_setup = None
         updates, ciphertexts = {}, {}
-        for uid in tqdm(order, desc=f"round {self.round_index} {self.scheme.name}: users", unit="user",
-                        leave=False, disable=None if progress else True):
+        for uid in tqdm(
+            order,
+            desc=f"round {self.round_index} {self.scheme.name}: users",
+            unit="user",
+            leave=False,
+            disable=None if progress else True,
+        ):
             user = self.users[uid]
             with _timed() as elapsed:
                 updates[uid] = user.submit(weights[uid], self.round_index)
@@ -117,16 +131,24 @@ class Federation:
         return RoundResult(
             mean=mean,
             timings=timings,
-            bytes_sent={"key_generator": setup_bytes, "users": sum(len(u) for u in updates.values()),
-                        "aggregator": len(aggregate)},
+            bytes_sent={
+                "key_generator": setup_bytes,
+                "users": sum(len(u) for u in updates.values()),
+                "aggregator": len(aggregate),
+            },
             ciphertexts=ciphertexts,
             contributors=order,
         )
 
 
-def simulate_round(weights: Sequence[np.ndarray], scheme: str = "dphe", backend: Backend | str = "gmpy2",
-                   key_bits: int = DEFAULT_KEY_BITS, seed: int | None = None,
-                   precision_bits: int = DEFAULT_PRECISION_BITS) -> RoundResult:
+def simulate_round(
+    weights: Sequence[np.ndarray],
+    scheme: str = "dphe",
+    backend: Backend | str = "gmpy2",
+    key_bits: int = DEFAULT_KEY_BITS,
+    seed: int | None = None,
+    precision_bits: int = DEFAULT_PRECISION_BITS,
+) -> RoundResult:
     """Set up a fresh federation for ``len(weights)`` users and run one round of ``scheme``.
 
     Parameters
@@ -147,7 +169,9 @@ def simulate_round(weights: Sequence[np.ndarray], scheme: str = "dphe", backend:
         raise ProtocolError("simulate_round needs at least one user's weights")
     shapes = {v.shape for v in vectors}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-        raise ProtocolError(f"every user's weights must be a 1-D vector of the same length, got shapes {sorted(shapes)}")
+        raise ProtocolError(
+            f"every user's weights must be a 1-D vector of the same length, got shapes {sorted(shapes)}"
+        )
     federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, precision_bits)
     order = list(range(len(vectors)))
     if seed is not None:

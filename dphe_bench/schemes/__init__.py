@@ -19,12 +19,15 @@ class Scheme:
 
 
 SCHEMES: dict[str, Scheme] = {
-    "plain": Scheme("plain", plain.PlainKeyGenerator, plain.PlainUser, plain.PlainAggregator,
-                    encrypted=False, leakage=plain.LEAKAGE),
-    "dense": Scheme("dense", dense.DenseKeyGenerator, dense.DenseUser, dense.DenseAggregator,
-                    encrypted=True, leakage=dense.LEAKAGE),
-    "dphe": Scheme("dphe", dphe.DpheKeyGenerator, dphe.DpheUser, dphe.DpheAggregator,
-                   encrypted=True, leakage=dphe.LEAKAGE),
+    "plain": Scheme(
+        "plain", plain.PlainKeyGenerator, plain.PlainUser, plain.PlainAggregator, encrypted=False, leakage=plain.LEAKAGE
+    ),
+    "dense": Scheme(
+        "dense", dense.DenseKeyGenerator, dense.DenseUser, dense.DenseAggregator, encrypted=True, leakage=dense.LEAKAGE
+    ),
+    "dphe": Scheme(
+        "dphe", dphe.DpheKeyGenerator, dphe.DpheUser, dphe.DpheAggregator, encrypted=True, leakage=dphe.LEAKAGE
+    ),
 }
 
 

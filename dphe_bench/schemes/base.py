@@ -78,12 +78,16 @@ class KeyGenerator(ABC):
         """Build the setup messages for every user and the aggregator."""
         common = {"dimension": self.dimension, "max_users": len(self.user_ids)}
         to_users = {
-            uid: encode_message(Message(MessageKind.USER_SETUP, self.scheme,
-                                        {"user_id": uid, **common, **self._user_setup_fields(uid)}))
+            uid: encode_message(
+                Message(MessageKind.USER_SETUP, self.scheme, {"user_id": uid, **common, **self._user_setup_fields(uid)})
+            )
             for uid in self.user_ids
         }
-        aggregator_fields = {**common, "user_ids": np.array(self.user_ids, dtype=np.uint32),
-                             **self._aggregator_setup_fields()}
+        aggregator_fields = {
+            **common,
+            "user_ids": np.array(self.user_ids, dtype=np.uint32),
+            **self._aggregator_setup_fields(),
+        }
         to_aggregator = encode_message(Message(MessageKind.AGGREGATOR_SETUP, self.scheme, aggregator_fields))
         return SetupMessages(to_users=to_users, to_aggregator=to_aggregator)
 
@@ -97,15 +101,17 @@ class KeyGenerator(ABC):
 
     def publish(self, aggregate_message: bytes) -> np.ndarray:
         """Parse this round's AGGREGATE message and return the contributors' average, float64 (D,)."""
-        message = decode_message(aggregate_message, MessageKind.AGGREGATE, self.scheme,
-                                 _AGGREGATE_FIELDS + self.aggregate_fields)
+        message = decode_message(
+            aggregate_message, MessageKind.AGGREGATE, self.scheme, _AGGREGATE_FIELDS + self.aggregate_fields
+        )
         if message["round"] != self.next_round:
             raise ProtocolError(f"aggregate is for round {message['round']}, expected round {self.next_round}")
         _check_dimension(message, self.dimension)
         contributors = message["contributors"]
         if not 1 <= contributors <= len(self.user_ids):
-            raise ProtocolError(f"aggregate claims {contributors} contributors; the federation has "
-                                f"{len(self.user_ids)} users")
+            raise ProtocolError(
+                f"aggregate claims {contributors} contributors; the federation has {len(self.user_ids)} users"
+            )
         total = self._sum_from_aggregate(message)
         self.next_round += 1
         return total / contributors
@@ -122,8 +128,7 @@ class User(ABC):
     setup_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup_message: bytes, backend: Backend):
-        message = decode_message(setup_message, MessageKind.USER_SETUP, self.scheme,
-                                 _SETUP_FIELDS + self.setup_fields)
+        message = decode_message(setup_message, MessageKind.USER_SETUP, self.scheme, _SETUP_FIELDS + self.setup_fields)
         self.user_id = message["user_id"]
         self.dimension = message["dimension"]
         self.max_users = message["max_users"]
@@ -138,10 +143,15 @@ class User(ABC):
         """Encode (and encrypt) ``weights``, float64 of shape (D,), as this round's UPDATE message."""
         weights = np.asarray(weights, dtype=np.float64)
         if weights.shape != (self.dimension,):
-            raise ProtocolError(f"user {self.user_id}: weights must have shape ({self.dimension},), "
-                                f"got {weights.shape}")
-        fields = {"user_id": self.user_id, "round": round_index, "dimension": self.dimension,
-                  **self._update_fields(weights)}
+            raise ProtocolError(
+                f"user {self.user_id}: weights must have shape ({self.dimension},), got {weights.shape}"
+            )
+        fields = {
+            "user_id": self.user_id,
+            "round": round_index,
+            "dimension": self.dimension,
+            **self._update_fields(weights),
+        }
         return encode_message(Message(MessageKind.UPDATE, self.scheme, fields))
 
     @abstractmethod
@@ -157,8 +167,9 @@ class Aggregator(ABC):
     update_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, setup_message: bytes, backend: Backend):
-        message = decode_message(setup_message, MessageKind.AGGREGATOR_SETUP, self.scheme,
-                                 _AGGREGATOR_SETUP_FIELDS + self.setup_fields)
+        message = decode_message(
+            setup_message, MessageKind.AGGREGATOR_SETUP, self.scheme, _AGGREGATOR_SETUP_FIELDS + self.setup_fields
+        )
         self.dimension = message["dimension"]
         self.max_users = message["max_users"]
         self.user_ids = [int(u) for u in message["user_ids"]]
@@ -185,8 +196,9 @@ class Aggregator(ABC):
         if user_id not in self.user_ids:
             raise ProtocolError(f"update from unknown user {user_id}")
         if message["round"] != self.round:
-            raise ProtocolError(f"update from user {user_id} is for round {message['round']}, "
-                                f"the current round is {self.round}")
+            raise ProtocolError(
+                f"update from user {user_id} is for round {message['round']}, the current round is {self.round}"
+            )
         if user_id in self._received:
             raise ProtocolError(f"user {user_id} already submitted in round {self.round}")
         _check_dimension(message, self.dimension)
@@ -197,8 +209,12 @@ class Aggregator(ABC):
         """Close the round: the AGGREGATE message over the users that submitted. Starts the next round."""
         if not self._received:
             raise ProtocolError(f"no user submitted an update in round {self.round}")
-        fields = {"round": self.round, "dimension": self.dimension, "contributors": len(self._received),
-                  **self._aggregate_fields()}
+        fields = {
+            "round": self.round,
+            "dimension": self.dimension,
+            "contributors": len(self._received),
+            **self._aggregate_fields(),
+        }
         message = encode_message(Message(MessageKind.AGGREGATE, self.scheme, fields))
         self.round += 1
         self._received = []
@@ -223,8 +239,14 @@ class EncryptedKeyGenerator(KeyGenerator):
 
     aggregate_fields = ("key_id", "ciphertexts")
 
-    def __init__(self, dimension: int, user_ids: Sequence[int], backend: Backend,
-                 key_bits: int = DEFAULT_KEY_BITS, precision_bits: int = DEFAULT_PRECISION_BITS):
+    def __init__(
+        self,
+        dimension: int,
+        user_ids: Sequence[int],
+        backend: Backend,
+        key_bits: int = DEFAULT_KEY_BITS,
+        precision_bits: int = DEFAULT_PRECISION_BITS,
+    ):
         super().__init__(dimension, user_ids, backend)
         public_key, private_key = generate_keypair(key_bits)
         self.public_key: PublicKey = public_key
@@ -233,8 +255,10 @@ class EncryptedKeyGenerator(KeyGenerator):
 
     def _key_fields(self) -> dict:
         n = self.public_key.n
-        return {"public_key_n": n.to_bytes((n.bit_length() + 7) // 8, "big"),
-                "precision_bits": self.codec.precision_bits}
+        return {
+            "public_key_n": n.to_bytes((n.bit_length() + 7) // 8, "big"),
+            "precision_bits": self.codec.precision_bits,
+        }
 
     def _user_setup_fields(self, user_id: int) -> dict:
         return self._key_fields()
@@ -264,8 +288,9 @@ def ciphertexts_from_update(message: Message, public_key: PublicKey) -> Cipherte
 
 def _check_key_id(message: Message, public_key: PublicKey) -> None:
     if message["key_id"] != public_key.key_id:
-        raise KeyMismatchError(f"message was made under key {message['key_id']:016x}, "
-                               f"this party holds key {public_key.key_id:016x}")
+        raise KeyMismatchError(
+            f"message was made under key {message['key_id']:016x}, this party holds key {public_key.key_id:016x}"
+        )
 
 
 def _check_dimension(message: Message, dimension: int) -> None:

@@ -29,8 +29,10 @@ from dphe_bench.schemes.base import (
     public_key_from_setup,
 )
 
-LEAKAGE = ("each user's nnz_i and the overlaps of supports up to the secret P; "
-           "a user colluding with the aggregator reveals every user's support")
+LEAKAGE = (
+    "each user's nnz_i and the overlaps of supports up to the secret P; "
+    "a user colluding with the aggregator reveals every user's support"
+)
 
 
 def check_indices(indices: np.ndarray, count: int, dimension: int, sender: str) -> np.ndarray:
@@ -57,8 +59,11 @@ class DpheKeyGenerator(EncryptedKeyGenerator):
         self._inverse_shared = invert_permutation(self._shared_permutation)
 
     def _user_setup_fields(self, user_id: int) -> dict:
-        return {**self._key_fields(), "shared_permutation": self._shared_permutation,
-                "user_permutation": self._user_permutations[user_id]}
+        return {
+            **self._key_fields(),
+            "shared_permutation": self._shared_permutation,
+            "user_permutation": self._user_permutations[user_id],
+        }
 
     def _aggregator_setup_fields(self) -> dict:
         stacked = np.concatenate([self._user_permutations[uid] for uid in self.user_ids])
@@ -106,8 +111,10 @@ class DpheAggregator(Aggregator):
         self.public_key, _ = public_key_from_setup(message)
         stacked = message["user_permutations"]
         if stacked.size != self.dimension * self.max_users:
-            raise ProtocolError(f"aggregator setup holds {stacked.size} permutation entries, expected "
-                                f"{self.max_users} x {self.dimension}")
+            raise ProtocolError(
+                f"aggregator setup holds {stacked.size} permutation entries, expected "
+                f"{self.max_users} x {self.dimension}"
+            )
         self._inverse_user_permutations = {
             uid: invert_permutation(check_permutation(perm, self.dimension, f"permutation P_{uid}"))
             for uid, perm in zip(self.user_ids, stacked.reshape(self.max_users, self.dimension), strict=True)

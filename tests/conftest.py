@@ -1,0 +1,40 @@
+"""Shared fixtures: keys are generated once per session (key generation is the slow part)."""
+
+import warnings
+
+import pytest
+
+from dphe_bench import generate_keypair
+from dphe_bench.backends import BACKENDS, available_backends
+from dphe_bench.paillier import PrivateKey
+from dphe_bench.primes import random_prime
+
+AVAILABLE_BACKENDS = [name for name, status in available_backends().items() if status.available]
+
+
+def pytest_report_header(config):
+    return f"dphe-bench backends available here: {AVAILABLE_BACKENDS} (registered: {list(BACKENDS)})"
+
+
+@pytest.fixture(scope="session")
+def keypair_1024():
+    """A real 1024-bit key pair (the smallest size generate_keypair allows)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return generate_keypair(1024)
+
+
+@pytest.fixture(scope="session")
+def small_keypair():
+    """A 256-bit key pair from random 128-bit primes: fast enough for property tests on arithmetic."""
+    while True:
+        p, q = random_prime(128), random_prime(128)
+        if p != q:
+            private_key = PrivateKey.from_primes(p, q)
+            return private_key.public_key, private_key
+
+
+@pytest.fixture(params=AVAILABLE_BACKENDS)
+def backend_name(request):
+    """Every backend that can run on this machine."""
+    return request.param
