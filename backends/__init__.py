@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from dphe_bench.backends.base import Backend, IntegerBackend
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.backends.python_backend import PythonBackend
-
 from dphe_bench.errors import BackendUnavailableError
 
 BACKENDS: dict[str, type[Backend]] = {

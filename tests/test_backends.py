@@ -94,7 +94,9 @@ def test_powmod_reduces_bases_wider_than_the_modulus(backend_name, keypair_1024)
     public_key, private_key = keypair_1024
     backend = get_backend(backend_name)
     bases = [public_key.nsquare - 1, private_key.psquare + 5, 3]
-    result = backend.powmod(ints_to_limbs(bases, limb_width(public_key.nsquare)), private_key.p - 1, private_key.psquare)
+    result = backend.powmod(
+        ints_to_limbs(bases, limb_width(public_key.nsquare)), private_key.p - 1, private_key.psquare
+    )
     assert limbs_to_ints(result) == [pow(b, private_key.p - 1, private_key.psquare) for b in bases]
 
 

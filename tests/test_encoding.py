@@ -73,8 +73,9 @@ def test_decoding_refuses_values_in_the_overflow_band():
         codec.decode([N])
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"precision_bits": 53}, "precision_bits"),
-                                                 ({"max_summands": 0}, "max_summands")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"precision_bits": 53}, "precision_bits"), ({"max_summands": 0}, "max_summands")]
+)
 def test_bad_codec_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FixedPointCodec(N, **kwargs)

@@ -38,8 +38,13 @@ def test_dphe_encrypts_only_the_nonzeros_it_reports():
 
 
 def test_plain_only_run_with_dirichlet_split_and_dropouts_is_reproducible():
-    overrides = [*FAST, "crypto.scheme=plain", "federation.split=dirichlet", "federation.dropout=0.4",
-                 "federation.rounds=4"]
+    overrides = [
+        *FAST,
+        "crypto.scheme=plain",
+        "federation.split=dirichlet",
+        "federation.dropout=0.4",
+        "federation.rounds=4",
+    ]
     first = run_pipeline(load_config(None, overrides), backend="python", progress=False)
     second = run_pipeline(load_config(None, overrides), backend="python", progress=False)
     assert list(first.outcomes) == ["plain"]

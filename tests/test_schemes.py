@@ -245,7 +245,7 @@ class TestAggregatorRefusals:
 
     def test_message_of_another_scheme_or_kind_is_refused(self):
         federation, updates = self.federation_and_updates("dphe")
-        plain_federation, plain_updates = self.federation_and_updates("plain")
+        _, plain_updates = self.federation_and_updates("plain")
         with pytest.raises(MessageFormatError, match="scheme"):
             federation.aggregator.receive(plain_updates[0])
         with pytest.raises(MessageFormatError, match="UPDATE"):
