@@ -53,7 +53,7 @@ def format_summary(result: PipelineResult) -> str:
             else ""
         ),
         "",
-        f"{'accuracy (test)':<28}{'':>4}",
+        "accuracy (test)",
         f"  {'centralised':<26}{result.centralised_accuracy:>8.4f}",
     ]
     for name, outcome in result.outcomes.items():
