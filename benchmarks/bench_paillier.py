@@ -6,6 +6,7 @@ Run: ``asv machine --yes && asv run --python=same --quick --bench bench_paillier
 
 import secrets
 import warnings
+from typing import ClassVar
 
 from asv_runner.benchmarks.mark import SkipNotImplemented
 
@@ -18,8 +19,8 @@ BATCH = 64
 class PaillierOps:
     """Encrypt, aggregate and decrypt a batch of 64 values, per backend and key size."""
 
-    params = (list(available_backends()), KEY_BITS)
-    param_names = ["backend", "key_bits"]
+    params: ClassVar = (list(available_backends()), KEY_BITS)
+    param_names: ClassVar = ["backend", "key_bits"]
     timeout = 300
 
     def setup_cache(self):
