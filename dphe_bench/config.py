@@ -2,12 +2,16 @@
 
 Every option has a default; ``dphe-bench run`` with no file runs the defaults. Sections and keys:
 
-[data]        dataset ("digits"), test_fraction (0.25)
+[data]        dataset ("digits" | "fashion-mnist" | "folder"), features ("pixels" | "efficientnet-lite0"),
+              path (unset: Debian's Fashion-MNIST folder; the image folder for "folder"), test_fraction (0.25:
+              digits, folder), max_train_samples (0 = all), max_test_samples (0 = all), image_size (96),
+              engine ("onnx" | "torch"), batch_size (64), cache_dir (unset: ~/.cache/dphe-bench)
 [federation]  users (5), rounds (3), split ("iid" | "dirichlet"), dirichlet_alpha (0.5),
               dropout (0.0: probability that a user misses a round)
 [model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
-[crypto]      scheme ("dphe" | "dense" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
-              key_bits (2048), precision_bits (32)
+[crypto]      scheme ("dphe" | "dense" | "packed" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
+              key_bits (2048), precision_bits (32: dense, dphe), quantization_bits (16: packed),
+              quantization_range (8.0: packed, largest |weight|)
 [run]         seed (0), output_dir ("reports/runs"), compare_plain (true)
 """
 
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from dphe_bench.backends import BACKENDS
-from dphe_bench.data import DATASETS, SPLITS
+from dphe_bench.data import DATASETS, ENGINES, FEATURES, SPLITS
 from dphe_bench.errors import ConfigError
 from dphe_bench.learning import ModelSpec
 from dphe_bench.paillier import KEY_SIZES
@@ -31,7 +35,15 @@ LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "digits"
+    features: str = "pixels"
+    path: str | None = None
     test_fraction: float = 0.25
+    max_train_samples: int = 0
+    max_test_samples: int = 0
+    image_size: int = 96
+    engine: str = "onnx"
+    batch_size: int = 64
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class CryptoConfig:
     backend: str | None = None
     key_bits: int = 2048
     precision_bits: int = 32
+    quantization_bits: int = 16
+    quantization_range: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,15 @@ _SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)
 # (predicate, message) per option; the message completes "<section>.<key> must ...".
 _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("data", "dataset"): (lambda v: v in DATASETS, f"be one of {DATASETS}"),
+    ("data", "features"): (lambda v: v in FEATURES, f"be one of {FEATURES}"),
+    ("data", "path"): (lambda v: v is None or bool(v), "be a non-empty path"),
     ("data", "test_fraction"): (lambda v: 0 < v < 1, "be in (0, 1)"),
+    ("data", "max_train_samples"): (lambda v: v >= 0, "be >= 0 (0 keeps all samples)"),
+    ("data", "max_test_samples"): (lambda v: v >= 0, "be >= 0 (0 keeps all samples)"),
+    ("data", "image_size"): (lambda v: 8 <= v <= 1024, "be in [8, 1024]"),
+    ("data", "engine"): (lambda v: v in ENGINES, f"be one of {ENGINES}"),
+    ("data", "batch_size"): (lambda v: 1 <= v <= 4096, "be in [1, 4096]"),
+    ("data", "cache_dir"): (lambda v: v is None or bool(v), "be a non-empty path"),
     ("federation", "users"): (lambda v: 1 <= v <= 10_000, "be in [1, 10000]"),
     ("federation", "rounds"): (lambda v: v >= 1, "be >= 1"),
     ("federation", "split"): (lambda v: v in SPLITS, f"be one of {SPLITS}"),
@@ -90,6 +112,8 @@ _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("crypto", "backend"): (lambda v: v is None or v in BACKENDS, f"be one of {tuple(BACKENDS)}"),
     ("crypto", "key_bits"): (lambda v: v in KEY_SIZES, f"be one of {KEY_SIZES}"),
     ("crypto", "precision_bits"): (lambda v: 1 <= v <= 52, "be in [1, 52]"),
+    ("crypto", "quantization_bits"): (lambda v: 2 <= v <= 32, "be in [2, 32]"),
+    ("crypto", "quantization_range"): (lambda v: v > 0, "be > 0"),
     ("run", "seed"): (lambda v: 0 <= v < 2**32, "be in [0, 2**32)"),
     ("run", "output_dir"): (lambda v: bool(v), "be a non-empty path"),
 }

@@ -13,7 +13,8 @@ Layout (all integers little-endian)::
       0   1  field tag (FIELDS)
       1   1  field type (FieldType)
       2   8  payload length L in bytes
-      10  L  payload: UINT64 = 8 bytes; BYTES = raw; UINT32_ARRAY = L/4 values; FLOAT64_ARRAY = L/8 values
+      10  L  payload: UINT64 = 8 bytes; FLOAT64 = 8 bytes (IEEE 754); BYTES = raw;
+             UINT32_ARRAY = L/4 values; FLOAT64_ARRAY = L/8 values
 
 A message of a given kind and scheme carries exactly the fields its receiver expects, each at most
 once; anything else (bad magic, unknown version, kind, scheme, tag or type, a length that does not
@@ -51,9 +52,10 @@ class FieldType(IntEnum):
     BYTES = 2
     UINT32_ARRAY = 3
     FLOAT64_ARRAY = 4
+    FLOAT64 = 5
 
 
-SCHEME_CODES = {"plain": 0, "dense": 1, "dphe": 2}
+SCHEME_CODES = {"plain": 0, "dense": 1, "dphe": 2, "packed": 3}
 
 FIELDS: dict[str, tuple[int, FieldType]] = {
     "user_id": (1, FieldType.UINT64),
@@ -71,11 +73,13 @@ FIELDS: dict[str, tuple[int, FieldType]] = {
     "indices": (13, FieldType.UINT32_ARRAY),
     "values": (14, FieldType.FLOAT64_ARRAY),
     "ciphertexts": (15, FieldType.BYTES),
+    "quantization_bits": (16, FieldType.UINT64),
+    "quantization_range": (17, FieldType.FLOAT64),
 }
 _NAMES_BY_TAG = {tag: name for name, (tag, _) in FIELDS.items()}
 _ITEM_SIZE = {FieldType.UINT32_ARRAY: 4, FieldType.FLOAT64_ARRAY: 8}
 
-FieldValue = int | bytes | np.ndarray
+FieldValue = int | float | bytes | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,10 @@ def _encode_payload(name: str, field_type: FieldType, value: FieldValue) -> byte
         if not isinstance(value, int | np.integer) or not 0 <= int(value) < 2**64:
             raise ValueError(f"field {name!r} must be an integer in [0, 2**64), got {value!r}")
         return int(value).to_bytes(8, "little")
+    if field_type is FieldType.FLOAT64:
+        if not isinstance(value, int | float | np.floating) or isinstance(value, bool):
+            raise ValueError(f"field {name!r} must be a number, got {value!r}")
+        return struct.pack("<d", float(value))
     if field_type is FieldType.BYTES:
         if not isinstance(value, bytes | bytearray):
             raise ValueError(f"field {name!r} must be bytes, got {type(value).__name__}")
@@ -186,6 +194,10 @@ def _decode_payload(name: str, field_type: FieldType, payload: bytes) -> FieldVa
         if len(payload) != 8:
             raise MessageFormatError(f"field {name!r} must be 8 bytes, got {len(payload)}")
         return int.from_bytes(payload, "little")
+    if field_type is FieldType.FLOAT64:
+        if len(payload) != 8:
+            raise MessageFormatError(f"field {name!r} must be 8 bytes, got {len(payload)}")
+        return struct.unpack("<d", payload)[0]
     if field_type is FieldType.BYTES:
         return payload
     item_size = _ITEM_SIZE[field_type]

@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from dphe_bench.backends import get_backend, resolve_backend_name
 from dphe_bench.config import Config
-from dphe_bench.data import Dataset, load_dataset, split_among_users
+from dphe_bench.data import Dataset, dataset_from_config, split_among_users
 from dphe_bench.learning import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
+from dphe_bench.schemes import get_scheme
 from dphe_bench.simulation import PHASES, Federation
 
 
@@ -78,7 +79,7 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     backend_name = resolve_backend_name(backend, config.crypto.backend)
     crypto_backend = get_backend(backend_name)
     seeds = np.random.SeedSequence(config.run.seed).generate_state(4)
-    dataset = load_dataset(config.data.dataset, config.data.test_fraction, int(seeds[0]))
+    dataset = dataset_from_config(config.data, int(seeds[0]), progress)
     fed = config.federation
     shards = split_among_users(dataset.y_train, fed.users, fed.split, int(seeds[1]), fed.dirichlet_alpha)
     spec = config.model
@@ -133,7 +134,8 @@ def _run_federated(
     dropout_rng = np.random.default_rng(int(user_seeds[-1]))
     trainers = [LocalTrainer(dataset.classes, dataset.n_features, spec, int(s)) for s in user_seeds[:-1]]
     dimension = trainers[0].dimension
-    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits, config.crypto.precision_bits)
+    options = {name: getattr(config.crypto, name) for name in get_scheme(scheme).options}
+    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits, **options)
     average = np.zeros(dimension)
     timings = dict.fromkeys(("train", *PHASES), 0.0)
     bytes_sent = {"key_generator": 0, "users": 0, "aggregator": 0}

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from dphe_bench.packing import quantization_step
 from dphe_bench.pipeline import PipelineResult
 from dphe_bench.schemes import SCHEMES
 from dphe_bench.simulation import PHASES
@@ -22,6 +23,8 @@ CSV_COLUMNS = (
     "backend",
     "key_bits",
     "precision_bits",
+    "quantization_bits",
+    "quantization_range",
     "dimension",
     "accuracy_centralised",
     "accuracy_plain",
@@ -46,12 +49,7 @@ def format_summary(result: PipelineResult) -> str:
     lines = [
         f"dphe-bench run: {cfg.data.dataset}, D = {result.dimension} weights, {cfg.federation.users} users "
         f"({cfg.federation.split}), {cfg.federation.rounds} rounds, seed {cfg.run.seed}",
-        f"scheme {scheme}, backend {result.backend}"
-        + (
-            f", {cfg.crypto.key_bits}-bit keys, {cfg.crypto.precision_bits}-bit fixed point"
-            if scheme != "plain"
-            else ""
-        ),
+        f"scheme {scheme}, backend {result.backend}" + _crypto_description(cfg),
         "",
         "accuracy (test)",
         f"  {'centralised':<26}{result.centralised_accuracy:>8.4f}",
@@ -79,6 +77,21 @@ def format_summary(result: PipelineResult) -> str:
     for party in ("key_generator", "users", "aggregator"):
         lines.append(f"  {party:<13}" + "".join(f"{_size(o.bytes_sent[party]):>12}" for o in result.outcomes.values()))
     return "\n".join(lines)
+
+
+def _crypto_description(cfg) -> str:
+    """Key size and encoding of the run's scheme, e.g. ', 2048-bit keys, 32-bit fixed point'."""
+    scheme = cfg.crypto.scheme
+    if scheme == "plain":
+        return ""
+    text = f", {cfg.crypto.key_bits}-bit keys"
+    if scheme == "packed":
+        step = quantization_step(cfg.crypto.quantization_bits, cfg.crypto.quantization_range)
+        return (
+            text + f", {cfg.crypto.quantization_bits}-bit quantisation of +-{cfg.crypto.quantization_range:g} "
+            f"(step {step:.3g}: error <= {step / 2:.3g} per weight and round)"
+        )
+    return text + f", {cfg.crypto.precision_bits}-bit fixed point"
 
 
 def write_run_results(result: PipelineResult) -> tuple[Path, Path]:
@@ -123,6 +136,8 @@ def _csv_row(result: PipelineResult, json_name: str) -> dict:
         "backend": result.backend,
         "key_bits": cfg.crypto.key_bits,
         "precision_bits": cfg.crypto.precision_bits,
+        "quantization_bits": cfg.crypto.quantization_bits,
+        "quantization_range": cfg.crypto.quantization_range,
         "dimension": result.dimension,
         "accuracy_centralised": result.centralised_accuracy,
         "accuracy_plain": plain.accuracy if plain else "",

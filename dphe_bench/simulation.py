@@ -9,7 +9,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.backends import Backend, get_backend
-from dphe_bench.encoding import DEFAULT_PRECISION_BITS
 from dphe_bench.errors import ProtocolError
 from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import get_scheme
@@ -50,15 +49,18 @@ class Federation:
     Parameters
     ----------
     scheme : str
-        ``plain``, ``dense`` or ``dphe``.
+        A registered scheme: ``plain``, ``dense``, ``dphe`` or ``packed``.
     dimension : int
         D, the length of the weight vectors.
     n_users : int
         Users get ids 0..n_users-1.
     backend : Backend or str
         Crypto backend instance or registered name (used by every party).
-    key_bits, precision_bits : int
-        Paillier key size and fixed-point precision (ignored by ``plain``).
+    key_bits : int
+        Paillier key size (encrypted schemes only).
+    **options
+        The scheme's own options (``Scheme.options``): ``precision_bits`` for dense and dphe,
+        ``quantization_bits`` and ``quantization_range`` for packed. Unknown options are an error.
     """
 
     def __init__(
@@ -68,20 +70,22 @@ class Federation:
         n_users: int,
         backend: Backend | str = "gmpy2",
         key_bits: int = DEFAULT_KEY_BITS,
-        precision_bits: int = DEFAULT_PRECISION_BITS,
+        **options: object,
     ):
         self.scheme = get_scheme(scheme)
+        unknown = sorted(set(options) - set(self.scheme.options))
+        if unknown:
+            raise ValueError(
+                f"scheme {scheme!r} takes no option(s) {unknown}; its options: {list(self.scheme.options)}"
+            )
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
         self.dimension = dimension
         self.user_ids = list(range(n_users))
         self.round_index = 0
         with _timed() as elapsed:
             if self.scheme.encrypted:
-                self.key_generator = self.scheme.key_generator(
-                    dimension, self.user_ids, self.backend, key_bits=key_bits, precision_bits=precision_bits
-                )
-            else:
-                self.key_generator = self.scheme.key_generator(dimension, self.user_ids, self.backend)
+                options = {"key_bits": key_bits, **options}
+            self.key_generator = self.scheme.key_generator(dimension, self.user_ids, self.backend, **options)
             setup = self.key_generator.setup()
             self.aggregator = self.scheme.aggregator(setup.to_aggregator, self.backend)
             self.users = {uid: self.scheme.user(setup.to_users[uid], self.backend) for uid in self.user_ids}
@@ -147,7 +151,7 @@ def simulate_round(
     backend: Backend | str = "gmpy2",
     key_bits: int = DEFAULT_KEY_BITS,
     seed: int | None = None,
-    precision_bits: int = DEFAULT_PRECISION_BITS,
+    **options: object,
 ) -> RoundResult:
     """Set up a fresh federation for ``len(weights)`` users and run one round of ``scheme``.
 
@@ -158,6 +162,8 @@ def simulate_round(
     seed : int, optional
         Shuffles the order in which the updates reach the aggregator (None: in user order). Keys,
         obfuscators and permutations never depend on it, and the result does not either.
+    **options
+        The scheme's options, as for ``Federation``.
 
     Returns
     -------
@@ -172,7 +178,7 @@ def simulate_round(
         raise ProtocolError(
             f"every user's weights must be a 1-D vector of the same length, got shapes {sorted(shapes)}"
         )
-    federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, precision_bits)
+    federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, **options)
     order = list(range(len(vectors)))
     if seed is not None:
         order = [int(i) for i in np.random.default_rng(seed).permutation(len(vectors))]

@@ -2,13 +2,17 @@
 
 from dataclasses import dataclass
 
-from dphe_bench.schemes import dense, dphe, plain
+from dphe_bench.schemes import dense, dphe, packed, plain
 from dphe_bench.schemes.base import Aggregator, KeyGenerator, SetupMessages, User
 
 
 @dataclass(frozen=True)
 class Scheme:
-    """A scheme's parties, whether it encrypts, and what it leaks to the aggregator."""
+    """A scheme's parties, whether it encrypts, what it leaks, and the options its key generator takes.
+
+    ``options`` name keyword arguments of ``key_generator`` (besides ``key_bits`` for encrypted schemes);
+    the config's [crypto] section has an entry of the same name for each.
+    """
 
     name: str
     key_generator: type[KeyGenerator]
@@ -16,17 +20,31 @@ class Scheme:
     aggregator: type[Aggregator]
     encrypted: bool
     leakage: str
+    options: tuple[str, ...] = ()
 
 
 SCHEMES: dict[str, Scheme] = {
-    "plain": Scheme(
-        "plain", plain.PlainKeyGenerator, plain.PlainUser, plain.PlainAggregator, encrypted=False, leakage=plain.LEAKAGE
-    ),
+    "plain": Scheme("plain", plain.PlainKeyGenerator, plain.PlainUser, plain.PlainAggregator, False, plain.LEAKAGE),
     "dense": Scheme(
-        "dense", dense.DenseKeyGenerator, dense.DenseUser, dense.DenseAggregator, encrypted=True, leakage=dense.LEAKAGE
+        "dense",
+        dense.DenseKeyGenerator,
+        dense.DenseUser,
+        dense.DenseAggregator,
+        True,
+        dense.LEAKAGE,
+        ("precision_bits",),
     ),
     "dphe": Scheme(
-        "dphe", dphe.DpheKeyGenerator, dphe.DpheUser, dphe.DpheAggregator, encrypted=True, leakage=dphe.LEAKAGE
+        "dphe", dphe.DpheKeyGenerator, dphe.DpheUser, dphe.DpheAggregator, True, dphe.LEAKAGE, ("precision_bits",)
+    ),
+    "packed": Scheme(
+        "packed",
+        packed.PackedKeyGenerator,
+        packed.PackedUser,
+        packed.PackedAggregator,
+        True,
+        packed.LEAKAGE,
+        ("quantization_bits", "quantization_range"),
     ),
 }
 

@@ -28,7 +28,8 @@ _SETUP_FIELDS = ("user_id", "dimension", "max_users")
 _AGGREGATOR_SETUP_FIELDS = ("dimension", "max_users", "user_ids")
 _UPDATE_FIELDS = ("user_id", "round", "dimension")
 _AGGREGATE_FIELDS = ("round", "dimension", "contributors")
-KEY_SETUP_FIELDS = ("public_key_n", "precision_bits")
+KEY_SETUP_FIELDS = ("public_key_n",)
+FIXED_POINT_SETUP_FIELDS = (*KEY_SETUP_FIELDS, "precision_bits")
 
 
 @dataclass(frozen=True)
@@ -235,9 +236,36 @@ class Aggregator(ABC):
 
 
 class EncryptedKeyGenerator(KeyGenerator):
-    """A key generator that holds a Paillier key pair and a fixed-point codec (dense, dphe)."""
+    """A key generator that holds a Paillier key pair (dense, dphe, packed)."""
 
     aggregate_fields = ("key_id", "ciphertexts")
+
+    def __init__(self, dimension: int, user_ids: Sequence[int], backend: Backend, key_bits: int = DEFAULT_KEY_BITS):
+        super().__init__(dimension, user_ids, backend)
+        public_key, private_key = generate_keypair(key_bits)
+        self.public_key: PublicKey = public_key
+        self._private_key: PrivateKey = private_key
+
+    def _key_fields(self) -> dict:
+        """Setup fields shared by the users and the aggregator: the public key and the encoding parameters."""
+        n = self.public_key.n
+        return {"public_key_n": n.to_bytes((n.bit_length() + 7) // 8, "big")}
+
+    def _user_setup_fields(self, user_id: int) -> dict:
+        return self._key_fields()
+
+    def _aggregator_setup_fields(self) -> dict:
+        return self._key_fields()
+
+    def _decrypt(self, message: Message) -> list[int]:
+        """Check the key of an AGGREGATE message and decrypt its ciphertexts: ints in [0, n), in message order."""
+        _check_key_id(message, self.public_key)
+        batch = CiphertextBatch.from_bytes(self.public_key, message["ciphertexts"])
+        return self.backend.decrypt(self._private_key, batch)
+
+
+class FixedPointKeyGenerator(EncryptedKeyGenerator):
+    """An encrypted scheme's key generator with one fixed-point precision for every value (dense, dphe)."""
 
     def __init__(
         self,
@@ -247,37 +275,25 @@ class EncryptedKeyGenerator(KeyGenerator):
         key_bits: int = DEFAULT_KEY_BITS,
         precision_bits: int = DEFAULT_PRECISION_BITS,
     ):
-        super().__init__(dimension, user_ids, backend)
-        public_key, private_key = generate_keypair(key_bits)
-        self.public_key: PublicKey = public_key
-        self._private_key: PrivateKey = private_key
-        self.codec = FixedPointCodec(public_key.n, precision_bits, max_summands=len(self.user_ids))
+        super().__init__(dimension, user_ids, backend, key_bits)
+        self.codec = FixedPointCodec(self.public_key.n, precision_bits, max_summands=len(self.user_ids))
 
     def _key_fields(self) -> dict:
-        n = self.public_key.n
-        return {
-            "public_key_n": n.to_bytes((n.bit_length() + 7) // 8, "big"),
-            "precision_bits": self.codec.precision_bits,
-        }
-
-    def _user_setup_fields(self, user_id: int) -> dict:
-        return self._key_fields()
-
-    def _aggregator_setup_fields(self) -> dict:
-        return self._key_fields()
+        return {**super()._key_fields(), "precision_bits": self.codec.precision_bits}
 
     def _decrypt_aggregate(self, message: Message) -> np.ndarray:
-        """Check the key, decrypt and decode the AGGREGATE's ciphertexts: float64 sums in message order."""
-        _check_key_id(message, self.public_key)
-        batch = CiphertextBatch.from_bytes(self.public_key, message["ciphertexts"])
-        return self.codec.decode(self.backend.decrypt(self._private_key, batch))
+        """Decrypt and decode the AGGREGATE's ciphertexts: float64 sums in message order."""
+        return self.codec.decode(self._decrypt(message))
 
 
-def public_key_from_setup(message: Message) -> tuple[PublicKey, FixedPointCodec]:
-    """The public key and codec a setup message of an encrypted scheme describes."""
-    public_key = PublicKey(int.from_bytes(message["public_key_n"], "big"))
-    codec = FixedPointCodec(public_key.n, message["precision_bits"], max_summands=message["max_users"])
-    return public_key, codec
+def public_key_from_setup(message: Message) -> PublicKey:
+    """The public key a setup message of an encrypted scheme carries."""
+    return PublicKey(int.from_bytes(message["public_key_n"], "big"))
+
+
+def codec_from_setup(message: Message, public_key: PublicKey) -> FixedPointCodec:
+    """The fixed-point codec a dense or dphe setup message describes."""
+    return FixedPointCodec(public_key.n, message["precision_bits"], max_summands=message["max_users"])
 
 
 def ciphertexts_from_update(message: Message, public_key: PublicKey) -> CiphertextBatch:

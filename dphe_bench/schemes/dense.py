@@ -9,18 +9,19 @@ import numpy as np
 from dphe_bench.errors import ProtocolError
 from dphe_bench.messages import Message
 from dphe_bench.schemes.base import (
-    KEY_SETUP_FIELDS,
+    FIXED_POINT_SETUP_FIELDS,
     Aggregator,
-    EncryptedKeyGenerator,
+    FixedPointKeyGenerator,
     User,
     ciphertexts_from_update,
+    codec_from_setup,
     public_key_from_setup,
 )
 
 LEAKAGE = "nothing but D; the key generator learns the sum (the model)"
 
 
-class DenseKeyGenerator(EncryptedKeyGenerator):
+class DenseKeyGenerator(FixedPointKeyGenerator):
     """Decrypts D summed ciphertexts."""
 
     scheme = "dense"
@@ -36,10 +37,11 @@ class DenseUser(User):
     """Encrypts all D fixed-point weights."""
 
     scheme = "dense"
-    setup_fields = KEY_SETUP_FIELDS
+    setup_fields = FIXED_POINT_SETUP_FIELDS
 
     def _configure(self, message: Message) -> None:
-        self.public_key, self.codec = public_key_from_setup(message)
+        self.public_key = public_key_from_setup(message)
+        self.codec = codec_from_setup(message, self.public_key)
 
     def _update_fields(self, weights: np.ndarray) -> dict:
         batch = self.backend.encrypt(self.public_key, self.codec.encode(weights))
@@ -51,19 +53,24 @@ class DenseAggregator(Aggregator):
     """Multiplies the users' ciphertexts position by position."""
 
     scheme = "dense"
-    setup_fields = KEY_SETUP_FIELDS
+    setup_fields = FIXED_POINT_SETUP_FIELDS
     update_fields = ("key_id", "ciphertexts")
 
     def _configure(self, message: Message) -> None:
-        self.public_key, _ = public_key_from_setup(message)
+        self.public_key = public_key_from_setup(message)
+
+    def expected_ciphertexts(self) -> int:
+        """Ciphertexts every update must carry: one per weight."""
+        return self.dimension
 
     def _start_round(self) -> None:
         self._product = None
 
     def _ingest(self, user_id: int, message: Message) -> None:
         batch = ciphertexts_from_update(message, self.public_key)
-        if len(batch) != self.dimension:
-            raise ProtocolError(f"user {user_id} sent {len(batch)} ciphertexts, expected {self.dimension}")
+        expected = self.expected_ciphertexts()
+        if len(batch) != expected:
+            raise ProtocolError(f"user {user_id} sent {len(batch)} ciphertexts, expected {expected}")
         if self._product is None:
             self._product = batch
         else:

@@ -21,11 +21,12 @@ from dphe_bench.limbs import limb_width
 from dphe_bench.messages import Message
 from dphe_bench.permutations import check_permutation, invert_permutation, random_permutation
 from dphe_bench.schemes.base import (
-    KEY_SETUP_FIELDS,
+    FIXED_POINT_SETUP_FIELDS,
     Aggregator,
-    EncryptedKeyGenerator,
+    FixedPointKeyGenerator,
     User,
     ciphertexts_from_update,
+    codec_from_setup,
     public_key_from_setup,
 )
 
@@ -46,11 +47,11 @@ def check_indices(indices: np.ndarray, count: int, dimension: int, sender: str) 
     return indices.astype(np.intp)
 
 
-class DpheKeyGenerator(EncryptedKeyGenerator):
+class DpheKeyGenerator(FixedPointKeyGenerator):
     """Draws P and the P_i, decrypts the union support and undoes P."""
 
     scheme = "dphe"
-    aggregate_fields = (*EncryptedKeyGenerator.aggregate_fields, "indices")
+    aggregate_fields = (*FixedPointKeyGenerator.aggregate_fields, "indices")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,10 +82,11 @@ class DpheUser(User):
     """Encrypts its non-zeros and sends them under P_i(P(.)), sorted by permuted index."""
 
     scheme = "dphe"
-    setup_fields = (*KEY_SETUP_FIELDS, "shared_permutation", "user_permutation")
+    setup_fields = (*FIXED_POINT_SETUP_FIELDS, "shared_permutation", "user_permutation")
 
     def _configure(self, message: Message) -> None:
-        self.public_key, self.codec = public_key_from_setup(message)
+        self.public_key = public_key_from_setup(message)
+        self.codec = codec_from_setup(message, self.public_key)
         shared = check_permutation(message["shared_permutation"], self.dimension, "shared permutation P")
         own = check_permutation(message["user_permutation"], self.dimension, "user permutation P_i")
         self._double_permutation = own[shared]
@@ -104,11 +106,11 @@ class DpheAggregator(Aggregator):
     """Removes each P_i and multiplies ciphertexts per P-space position; never sees P or a key."""
 
     scheme = "dphe"
-    setup_fields = (*KEY_SETUP_FIELDS, "user_permutations")
+    setup_fields = (*FIXED_POINT_SETUP_FIELDS, "user_permutations")
     update_fields = ("key_id", "indices", "ciphertexts")
 
     def _configure(self, message: Message) -> None:
-        self.public_key, _ = public_key_from_setup(message)
+        self.public_key = public_key_from_setup(message)
         stacked = message["user_permutations"]
         if stacked.size != self.dimension * self.max_users:
             raise ProtocolError(
