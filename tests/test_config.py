@@ -26,6 +26,7 @@ def test_defaults_without_file():
     assert cfg.crypto.backend is None
     assert cfg.crypto.key_bits == 2048
     assert cfg.crypto.precision_bits == 32
+    assert (cfg.crypto.quantization_bits, cfg.crypto.quantization_range) == (16, 8.0)
     assert cfg.run.seed == 0
     assert cfg.run.output_dir == "reports/runs"
     assert cfg.run.compare_plain is True
@@ -172,6 +173,11 @@ def test_config_error_is_a_value_error():
         ("crypto.backend=nope", "crypto.backend"),
         ("crypto.precision_bits=0", "crypto.precision_bits"),
         ("crypto.precision_bits=53", "crypto.precision_bits"),
+        ("crypto.quantization_bits=1", "crypto.quantization_bits"),
+        ("crypto.quantization_bits=33", "crypto.quantization_bits"),
+        ("crypto.quantization_range=0", "crypto.quantization_range"),
+        ("crypto.quantization_range=-1.5", "crypto.quantization_range"),
+        ("crypto.quantization_range=inf", "crypto.quantization_range"),
         ("run.seed=-1", "run.seed"),
         ("run.seed=4294967296", "run.seed"),
         ('run.output_dir=""', "run.output_dir"),

@@ -149,3 +149,27 @@ def test_every_truncation_is_refused():
     for cut in range(len(data)):
         with pytest.raises(MessageFormatError):
             decode_sample(data[:cut])
+
+
+def test_float_scalars_round_trip_and_wrong_lengths_are_refused():
+    fields = ("dimension", "max_users", "user_ids", "public_key_n", "quantization_bits", "quantization_range")
+    message = Message(
+        MessageKind.AGGREGATOR_SETUP,
+        "packed",
+        {
+            "dimension": 3,
+            "max_users": 1,
+            "user_ids": np.array([0], dtype=np.uint32),
+            "public_key_n": b"\x01",
+            "quantization_bits": 16,
+            "quantization_range": 0.1,
+        },
+    )
+    data = encode_message(message)
+    assert decode_message(data, MessageKind.AGGREGATOR_SETUP, "packed", fields)["quantization_range"] == 0.1
+    with pytest.raises(ValueError, match="must be a number"):
+        encode_message(Message(MessageKind.AGGREGATOR_SETUP, "packed", {"quantization_range": "wide"}))
+    short = struct.pack("<BBQ", 17, 5, 4) + b"\x00" * 4
+    forged = struct.pack("<4sBBBBQ", b"DPHE", FORMAT_VERSION, 2, 3, 1, len(short)) + short
+    with pytest.raises(MessageFormatError, match="must be 8 bytes"):
+        decode_message(forged, MessageKind.AGGREGATOR_SETUP, "packed", ("quantization_range",))
