@@ -2,8 +2,21 @@
 
 import importlib
 import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from dphe_bench.backends.base import IntegerBackend
+from dphe_bench.backends.fixed_base import FixedBaseTable, window_digits
+from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+
+
+@dataclass(frozen=True)
+class Gmpy2FixedBaseTable(FixedBaseTable):
+    """A fixed-base table that also keeps its entries as gmpy2 integers, rows[i][j]."""
+
+    rows: tuple = ()
 
 
 class Gmpy2Backend(IntegerBackend):
@@ -33,3 +46,23 @@ class Gmpy2Backend(IntegerBackend):
         mpz = self._gmpy2.mpz
         m = mpz(modulus)
         return [int(mpz(x) * y % m) for x, y in zip(a, b, strict=True)]
+
+    def build_fixed_base_table(self, base: int, modulus: int, exponent_bits: int, window_bits: int) -> FixedBaseTable:
+        table = super().build_fixed_base_table(base, modulus, exponent_bits, window_bits)
+        mpz = self._gmpy2.mpz
+        rows = tuple(tuple(mpz(v) for v in limbs_to_ints(row)) for row in table.entries)
+        return Gmpy2FixedBaseTable(modulus=modulus, window_bits=window_bits, entries=table.entries, rows=rows)
+
+    def fixed_base_powmod(self, table: FixedBaseTable, exponents: Sequence[int]) -> np.ndarray:
+        if not isinstance(table, Gmpy2FixedBaseTable):
+            return super().fixed_base_powmod(table, exponents)
+        digits = window_digits(list(exponents), table.window_bits, table.windows).tolist()
+        modulus = self._gmpy2.mpz(table.modulus)
+        rows = table.rows
+        results = []
+        for item_digits in digits:
+            value = rows[0][item_digits[0]]
+            for row, digit in zip(rows[1:], item_digits[1:], strict=True):
+                value = value * row[digit] % modulus
+            results.append(int(value))
+        return ints_to_limbs(results, limb_width(table.modulus))

@@ -42,5 +42,9 @@ class ConfigError(DpheError, ValueError):
     """A configuration file or override is invalid."""
 
 
+class ObfuscatorPoolError(DpheError, RuntimeError):
+    """A ``pool`` backend was asked to encrypt more values than it has precomputed obfuscators for."""
+
+
 class BackendUnavailableError(DpheError, RuntimeError):
     """A crypto backend was requested that cannot run on this machine."""

@@ -37,7 +37,7 @@ def test_unknown_backend_names_the_valid_ones():
 
 def test_unknown_backend_option_is_refused(backend_name):
     with pytest.raises(TypeError, match="takes no option"):
-        get_backend(backend_name, obfuscation="djn")
+        get_backend(backend_name, frobnicate=True)
 
 
 def test_unavailable_backend_says_why_and_does_not_fall_back(monkeypatch):
