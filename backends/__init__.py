@@ -8,14 +8,18 @@ the default ``gmpy2``. Importing this package imports no optional library.
 import os
 from dataclasses import dataclass
 
-from dphe_bench.backends.base import Backend, IntegerBackend
+from dphe_bench.backends.base import OBFUSCATIONS, Backend, IntegerBackend
+from dphe_bench.backends.dask_backend import DaskBackend
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
+from dphe_bench.backends.multiprocessing_backend import MultiprocessingBackend
 from dphe_bench.backends.python_backend import PythonBackend
 from dphe_bench.errors import BackendUnavailableError
 
 BACKENDS: dict[str, type[Backend]] = {
     PythonBackend.name: PythonBackend,
     Gmpy2Backend.name: Gmpy2Backend,
+    MultiprocessingBackend.name: MultiprocessingBackend,
+    DaskBackend.name: DaskBackend,
 }
 DEFAULT_BACKEND = "gmpy2"
 BACKEND_ENV_VAR = "DPHE_BACKEND"
@@ -66,6 +70,7 @@ __all__ = [
     "BACKENDS",
     "BACKEND_ENV_VAR",
     "DEFAULT_BACKEND",
+    "OBFUSCATIONS",
     "Backend",
     "BackendStatus",
     "IntegerBackend",

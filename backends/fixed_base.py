@@ -80,4 +80,3 @@ def window_digits(exponents: list[int], window_bits: int, windows: int) -> np.nd
     bits = np.unpackbits(limbs.view(np.uint8), axis=1, bitorder="little")[:, :total_bits]
     weights = (1 << np.arange(window_bits, dtype=np.int64)).astype(np.int64)
     return bits.reshape(len(exponents), windows, window_bits).astype(np.int64) @ weights
-
