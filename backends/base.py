@@ -84,6 +84,11 @@ class Backend(ABC):
     def mulmod(self, a: np.ndarray, b: np.ndarray, modulus: int) -> np.ndarray:
         """a[i] * b[i] mod modulus; a and b are (count, width) uint32 limbs of values below modulus."""
 
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The keyword options ``get_backend(name, ...)`` accepts for this backend."""
+        return ("obfuscation", "window_bits")
+
     def options(self) -> dict[str, object]:
         """The keyword options that rebuild this backend with ``get_backend(name, **options)``."""
         return {"obfuscation": self.obfuscation, "window_bits": self.window_bits}
@@ -92,6 +97,15 @@ class Backend(ABC):
         """One line naming the backend and its obfuscation mode."""
         detail = f", {self.window_bits}-bit windows" if self.obfuscation == "djn" else ""
         return f"{self.name} ({self.obfuscation} obfuscation{detail})"
+
+    def close(self) -> None:
+        """Release the workers or devices this backend holds (serial backends hold none)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.options().items())

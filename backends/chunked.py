@@ -76,11 +76,9 @@ class ChunkedBackend(Backend):
     def close(self) -> None:
         """Stop the workers this backend started."""
 
-    def __enter__(self) -> "ChunkedBackend":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (*super().option_names(), "inner", "workers")
 
     def options(self) -> dict[str, object]:
         return {**super().options(), "inner": self.inner, "workers": self.workers}

@@ -49,6 +49,10 @@ class DaskBackend(ChunkedBackend):
             return "dask.distributed is not installed (pip install 'dphe-bench[dask]')"
         return None
 
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (*super().option_names(), "scheduler")
+
     def options(self) -> dict[str, object]:
         return {**super().options(), "scheduler": self.scheduler}
 

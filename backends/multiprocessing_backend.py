@@ -52,6 +52,10 @@ class MultiprocessingBackend(ChunkedBackend):
     def unavailable_reason(cls) -> str | None:
         return None
 
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (*super().option_names(), "start_method")
+
     def options(self) -> dict[str, object]:
         return {**super().options(), "start_method": self.start_method}
 

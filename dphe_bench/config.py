@@ -11,7 +11,9 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
 [model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
 [crypto]      scheme ("dphe" | "dense" | "packed" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
               key_bits (2048), precision_bits (32: dense, dphe), quantization_bits (16: packed),
-              quantization_range (8.0: packed, largest |weight|)
+              quantization_range (8.0: packed, largest |weight|), obfuscation ("standard" | "djn" | "pool"),
+              window_bits (8: djn table), and for the backends that take them (unset: their defaults)
+              inner ("gmpy2"), workers, start_method (multiprocessing), scheduler (dask)
 [run]         seed (0), output_dir ("reports/runs"), compare_plain (true)
 """
 
@@ -20,9 +22,9 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
-from dphe_bench.backends import BACKENDS
+from dphe_bench.backends import BACKENDS, OBFUSCATIONS
 from dphe_bench.data import DATASETS, ENGINES, FEATURES, SPLITS
 from dphe_bench.errors import ConfigError
 from dphe_bench.learning import ModelSpec
@@ -63,6 +65,12 @@ class CryptoConfig:
     precision_bits: int = 32
     quantization_bits: int = 16
     quantization_range: float = 8.0
+    obfuscation: str = "standard"
+    window_bits: int = 8
+    inner: str | None = None
+    workers: int | None = None
+    start_method: str | None = None
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,37 @@ _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("crypto", "precision_bits"): (lambda v: 1 <= v <= 52, "be in [1, 52]"),
     ("crypto", "quantization_bits"): (lambda v: 2 <= v <= 32, "be in [2, 32]"),
     ("crypto", "quantization_range"): (lambda v: v > 0, "be > 0"),
+    ("crypto", "obfuscation"): (lambda v: v in OBFUSCATIONS, f"be one of {tuple(OBFUSCATIONS)}"),
+    ("crypto", "window_bits"): (lambda v: 1 <= v <= 12, "be in [1, 12]"),
+    ("crypto", "inner"): (lambda v: v in BACKENDS, f"be one of {tuple(BACKENDS)}"),
+    ("crypto", "workers"): (lambda v: v >= 1, "be >= 1"),
+    ("crypto", "start_method"): (lambda v: v in ("fork", "forkserver", "spawn"), "be fork, forkserver or spawn"),
+    ("crypto", "scheduler"): (lambda v: bool(v), "be a scheduler address such as tcp://host:8786"),
     ("run", "seed"): (lambda v: 0 <= v < 2**32, "be in [0, 2**32)"),
     ("run", "output_dir"): (lambda v: bool(v), "be a non-empty path"),
 }
+
+
+BACKEND_OPTIONS = ("obfuscation", "window_bits", "inner", "workers", "start_method", "scheduler")
+
+
+def backend_options(crypto: CryptoConfig, backend: str) -> dict[str, object]:
+    """The [crypto] options to build ``backend`` with: those it takes and that are set.
+
+    Raises ConfigError when an option is set that ``backend`` does not take (instead of ignoring it).
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+    accepted = BACKENDS[backend].option_names()
+    options = {}
+    for name in BACKEND_OPTIONS:
+        value = getattr(crypto, name)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise ConfigError(f"crypto.{name} does not apply to backend {backend!r}, which takes {list(accepted)}")
+        options[name] = value
+    return options
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -176,22 +212,19 @@ def _build_section(name: str, section_type: type, values: dict[str, Any]) -> Any
 
 
 def _coerce(option: str, expected: Any, value: Any) -> Any:
-    """Check ``value`` against the option's type; ints are accepted for floats."""
-    if expected is bool:
+    """Check ``value`` against the option's type (``X | None`` means X); ints are accepted for floats."""
+    base = next(arg for arg in get_args(expected) if arg is not type(None)) if get_args(expected) else expected
+    if base is bool:
         ok = isinstance(value, bool)
-    elif expected is int:
+    elif base is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is float:
+    elif base is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
-    elif expected == str | None:
-        ok = isinstance(value, str)
     else:
-        ok = isinstance(value, expected)
+        ok = isinstance(value, base)
     if not ok:
-        type_name = "str" if expected == str | None else expected.__name__
-        if expected is float:
-            type_name = "finite float"
+        type_name = "finite float" if base is float else base.__name__
         raise ConfigError(f"{option} must be of type {type_name}, got {type(value).__name__} {value!r}")
     return value
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dphe_bench.backends import get_backend, resolve_backend_name
-from dphe_bench.config import Config
+from dphe_bench.backends import Backend, get_backend, resolve_backend_name
+from dphe_bench.config import Config, backend_options
 from dphe_bench.data import Dataset, dataset_from_config, split_among_users
 from dphe_bench.learning import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
 from dphe_bench.schemes import get_scheme
@@ -44,6 +44,7 @@ class PipelineResult:
 
     config: Config
     backend: str
+    backend_description: str
     dimension: int
     centralised_accuracy: float
     outcomes: dict[str, FederatedOutcome]
@@ -66,6 +67,7 @@ class PipelineResult:
         return {
             "config": self.config.to_dict(),
             "backend": self.backend,
+            "backend_description": self.backend_description,
             "dimension": self.dimension,
             "centralised_accuracy": self.centralised_accuracy,
             "federated": outcomes,
@@ -77,7 +79,12 @@ class PipelineResult:
 def run_pipeline(config: Config, backend: str | None = None, progress: bool = True) -> PipelineResult:
     """Run the whole pipeline for ``config``; ``backend`` (explicit) overrides the config and $DPHE_BACKEND."""
     backend_name = resolve_backend_name(backend, config.crypto.backend)
-    crypto_backend = get_backend(backend_name)
+    with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as crypto_backend:
+        return _run_all(config, backend_name, crypto_backend, progress)
+
+
+def _run_all(config: Config, backend_name: str, crypto_backend: Backend, progress: bool) -> PipelineResult:
+    """The pipeline's body, with the backend built (and later closed) by ``run_pipeline``."""
     seeds = np.random.SeedSequence(config.run.seed).generate_state(4)
     dataset = dataset_from_config(config.data, int(seeds[0]), progress)
     fed = config.federation
@@ -98,6 +105,7 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     return PipelineResult(
         config=config,
         backend=backend_name,
+        backend_description=crypto_backend.describe(),
         dimension=weight_dimension(len(dataset.classes), dataset.n_features),
         centralised_accuracy=accuracy(centralised, dataset.classes, dataset.X_test, dataset.y_test),
         outcomes=outcomes,

@@ -49,7 +49,7 @@ def format_summary(result: PipelineResult) -> str:
     lines = [
         f"dphe-bench run: {cfg.data.dataset}, D = {result.dimension} weights, {cfg.federation.users} users "
         f"({cfg.federation.split}), {cfg.federation.rounds} rounds, seed {cfg.run.seed}",
-        f"scheme {scheme}, backend {result.backend}" + _crypto_description(cfg),
+        f"scheme {scheme}, backend {result.backend_description}" + _crypto_description(cfg),
         "",
         "accuracy (test)",
         f"  {'centralised':<26}{result.centralised_accuracy:>8.4f}",

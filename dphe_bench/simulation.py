@@ -13,7 +13,7 @@ from dphe_bench.errors import ProtocolError
 from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import get_scheme
 
-PHASES = ("setup", "encrypt", "aggregate", "decrypt")
+PHASES = ("setup", "precompute", "encrypt", "aggregate", "decrypt")
 
 
 @dataclass
@@ -26,6 +26,7 @@ class RoundResult:
         float64 (D,): the published average of the contributors' weights.
     timings : dict[str, float]
         Seconds per phase: ``setup`` (key generation and setup messages; only in the first round),
+        ``precompute`` (the offline phase of ``pool`` obfuscation: the obfuscators this round needs),
         ``encrypt`` (all users' encoding and encryption, summed), ``aggregate``, ``decrypt``.
     bytes_sent : dict[str, int]
         Bytes sent this round by ``key_generator`` (setup messages), ``users`` (all updates) and
@@ -110,6 +111,12 @@ class Federation:
             timings["setup"] = self._pending_setup["seconds"]
             setup_bytes = self._pending_setup["bytes"]
             self._pending_setup = None
+        if self.backend.obfuscation == "pool" and self.scheme.encrypted:
+            with _timed() as elapsed:
+                for uid in order:
+                    user = self.users[uid]
+                    self.backend.precompute(user.public_key, user.ciphertexts_needed(weights[uid]))
+            timings["precompute"] = elapsed()
         updates, ciphertexts = {}, {}
         for uid in tqdm(
             order,

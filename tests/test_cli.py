@@ -62,7 +62,7 @@ def test_run_exits_zero(dphe_run):
 def test_run_summary(dphe_run):
     out = dphe_run["stdout"]
     assert "D = 650 weights, 3 users (iid), 2 rounds, seed 0" in out
-    assert "scheme dphe, backend gmpy2, 1024-bit keys" in out
+    assert "scheme dphe, backend gmpy2 (standard obfuscation), 1024-bit keys" in out
     assert "accuracy (test)" in out
     for label in ("centralised", "federated plain", "federated dphe"):
         line = next(line for line in out.splitlines() if line.strip().startswith(label))
@@ -74,7 +74,7 @@ def test_run_summary(dphe_run):
     lines = out.splitlines()
     time_header = next(i for i, line in enumerate(lines) if line.startswith("time (s)"))
     assert lines[time_header].split()[2:] == ["plain", "dphe"]
-    for offset, phase in enumerate(("train", "setup", "encrypt", "aggregate", "decrypt"), start=1):
+    for offset, phase in enumerate(("train", "setup", "precompute", "encrypt", "aggregate", "decrypt"), start=1):
         cells = lines[time_header + offset].split()
         assert cells[0] == phase
         assert len(cells) == 3
@@ -112,7 +112,7 @@ def test_run_writes_json(dphe_run):
         assert 0.0 <= outcome["accuracy"] <= 1.0
         assert len(outcome["rounds"]) == 2
         assert len(outcome["ciphertexts_per_round"]) == 2
-        assert set(outcome["timings_s"]) == {"train", "setup", "encrypt", "aggregate", "decrypt"}
+        assert set(outcome["timings_s"]) == {"train", "setup", "precompute", "encrypt", "aggregate", "decrypt"}
         assert set(outcome["bytes_sent"]) == {"key_generator", "users", "aggregator"}
         assert len(outcome["user_sparsity"]) == 3
     # dphe gives the plain model up to fixed-point rounding

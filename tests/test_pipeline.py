@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dphe_bench.config import load_config
+from dphe_bench.errors import ConfigError
 from dphe_bench.pipeline import run_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
@@ -33,7 +34,7 @@ def test_dphe_encrypts_only_the_nonzeros_it_reports():
     expected = sum(round((1 - s) * result.dimension) for s in dphe.user_sparsity)
     assert sum(last_round["ciphertexts"].values()) == expected
     assert dphe.ciphertexts_per_round[-1] < 3 * result.dimension
-    assert set(dphe.timings) == {"train", "setup", "encrypt", "aggregate", "decrypt"}
+    assert set(dphe.timings) == {"train", "setup", "precompute", "encrypt", "aggregate", "decrypt"}
     assert dphe.timings["encrypt"] > 0 and dphe.bytes_sent["users"] > dphe.bytes_sent["aggregator"] > 0
 
 
@@ -60,3 +61,24 @@ def test_a_different_seed_gives_a_different_model():
     first = run_pipeline(load_config(None, [*base, "run.seed=1"]), backend="python", progress=False)
     second = run_pipeline(load_config(None, [*base, "run.seed=2"]), backend="python", progress=False)
     assert not np.array_equal(first.outcomes["plain"].weights, second.outcomes["plain"].weights)
+
+
+def test_pool_obfuscation_on_multiprocessing_gives_the_plain_model_and_times_the_offline_phase():
+    overrides = [
+        *FAST,
+        "federation.rounds=1",
+        "crypto.backend=multiprocessing",
+        "crypto.workers=2",
+        "crypto.obfuscation=pool",
+    ]
+    result = run_pipeline(load_config(None, overrides), progress=False)
+    dphe = result.outcomes["dphe"]
+    assert result.backend_description == "multiprocessing (pool obfuscation) on 2 workers of gmpy2"
+    assert dphe.timings["precompute"] > 0
+    assert result.max_abs_diff_vs_plain < 1e-6
+
+
+def test_backend_options_that_do_not_apply_are_refused():
+    config = load_config(None, [*FAST, "crypto.workers=2"])
+    with pytest.raises(ConfigError, match=r"crypto\.workers does not apply to backend 'gmpy2'"):
+        run_pipeline(config, backend="gmpy2", progress=False)

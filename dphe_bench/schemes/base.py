@@ -155,6 +155,10 @@ class User(ABC):
         }
         return encode_message(Message(MessageKind.UPDATE, self.scheme, fields))
 
+    def ciphertexts_needed(self, weights: np.ndarray) -> int:
+        """How many ciphertexts ``submit(weights, ...)`` will encrypt (for ``pool`` precomputation)."""
+        return 0
+
     @abstractmethod
     def _update_fields(self, weights: np.ndarray) -> dict:
         """Scheme-specific fields of the UPDATE message for ``weights``; sets ``last_ciphertext_count``."""

@@ -43,6 +43,9 @@ class DenseUser(User):
         self.public_key = public_key_from_setup(message)
         self.codec = codec_from_setup(message, self.public_key)
 
+    def ciphertexts_needed(self, weights: np.ndarray) -> int:
+        return self.dimension
+
     def _update_fields(self, weights: np.ndarray) -> dict:
         batch = self.backend.encrypt(self.public_key, self.codec.encode(weights))
         self.last_ciphertext_count = len(batch)

@@ -91,6 +91,9 @@ class DpheUser(User):
         own = check_permutation(message["user_permutation"], self.dimension, "user permutation P_i")
         self._double_permutation = own[shared]
 
+    def ciphertexts_needed(self, weights: np.ndarray) -> int:
+        return int(np.count_nonzero(self.codec.quantize(weights)))
+
     def _update_fields(self, weights: np.ndarray) -> dict:
         quantized = self.codec.quantize(weights)
         support = np.flatnonzero(quantized)

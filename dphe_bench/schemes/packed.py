@@ -82,6 +82,9 @@ class PackedUser(User):
         self.public_key = public_key_from_setup(message)
         self.layout = layout_from_setup(message, self.public_key.bits)
 
+    def ciphertexts_needed(self, weights: np.ndarray) -> int:
+        return self.layout.ciphertexts_for(self.dimension)
+
     def _update_fields(self, weights: np.ndarray) -> dict:
         plaintexts = self.layout.pack(self.layout.quantize(weights))
         batch = self.backend.encrypt(self.public_key, plaintexts)
