@@ -1,0 +1,197 @@
+"""Encryption, decryption and aggregation throughput of every backend and obfuscation mode against python-paillier.
+
+One run, one table: for each key size, python-paillier first, then every available backend in every
+obfuscation mode, in 1 process and (for the chunked backends) ``workers`` processes. Each configuration is
+checked for correctness (its ciphertexts decrypt to the plaintexts) before it is timed; times are medians
+of ``repeats`` runs; ratios are against python-paillier measured in the same run on the same key. Set-up
+costs (``djn`` table, worker start, ``pool`` precomputation) are reported apart from steady-state speed.
+"""
+
+import math
+import secrets
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
+from dphe_bench.backends.base import OBFUSCATIONS
+from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
+from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.paillier import PrivateKey, PublicKey, generate_keypair
+
+PROBE = 4
+MAX_BATCH = 100_000
+AGGREGATE_BATCH = 20_000
+
+
+@dataclass
+class ThroughputRow:
+    """One configuration's measurements (per second figures are medians)."""
+
+    key_bits: int
+    implementation: str
+    obfuscation: str
+    processes: int
+    encrypt_per_s: float
+    speedup_vs_python_paillier: float
+    setup_s: float
+    table_mib: float
+    precompute_per_s: float | None = None
+    decrypt_per_s: float | None = None
+    aggregate_per_s: float | None = None
+
+
+def configurations(workers: int, window_bits: int) -> Iterator[tuple[str, str, int, Callable[[], Backend]]]:
+    """(implementation, obfuscation, processes, factory) for every available backend and mode."""
+    statuses = available_backends()
+    for name, cls in BACKENDS.items():
+        if not statuses[name].available:
+            continue
+        chunked = issubclass(cls, ChunkedBackend)
+        for mode in OBFUSCATIONS:
+            options = {"obfuscation": mode, "window_bits": window_bits}
+            if chunked:
+                options["workers"] = workers
+            yield name, mode, workers if chunked else 1, lambda name=name, options=options: get_backend(name, **options)
+
+
+def measure(
+    key_bits: tuple[int, ...] = (2048, 3072),
+    workers: int = 2,
+    window_bits: int = 8,
+    seconds: float = 1.0,
+    repeats: int = 3,
+    only: tuple[str, ...] = (),
+    progress: Callable[[str], None] = lambda line: None,
+) -> list[ThroughputRow]:
+    """Measure python-paillier and every configuration (or those whose backend is in ``only``) at each key size."""
+    rows = []
+    for bits in key_bits:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
+            public_key, private_key = generate_keypair(bits)
+        candidates = [(BASELINE_NAME, "standard", 1, PythonPaillierBaseline)]
+        candidates += [c for c in configurations(workers, window_bits) if not only or c[0] in only]
+        baseline_rate = None
+        for name, mode, processes, factory in candidates:
+            start = time.perf_counter()
+            with factory() as backend:
+                row = _measure_one(backend, name, mode, processes, public_key, private_key, seconds, repeats, start)
+            baseline_rate = baseline_rate or row.encrypt_per_s
+            row.speedup_vs_python_paillier = row.encrypt_per_s / baseline_rate
+            rows.append(row)
+            progress(_format_progress(row))
+    return rows
+
+
+def _measure_one(
+    backend: Backend,
+    name: str,
+    mode: str,
+    processes: int,
+    public_key: PublicKey,
+    private_key: PrivateKey,
+    seconds: float,
+    repeats: int,
+    start: float,
+) -> ThroughputRow:
+    """Warm up (tables, workers), size the batch to about ``seconds``, check correctness, then time."""
+    count = _batch_size(backend, public_key, seconds)
+    setup_s = time.perf_counter() - start
+    values = [secrets.randbelow(public_key.n) for _ in range(count)]
+    precompute_rates, encrypt_times = [], []
+    for _ in range(repeats):
+        if mode == "pool":
+            begin = time.perf_counter()
+            backend.precompute(public_key, count)
+            precompute_rates.append(count / (time.perf_counter() - begin))
+        begin = time.perf_counter()
+        batch = backend.encrypt(public_key, values)
+        encrypt_times.append(time.perf_counter() - begin)
+    sample = batch.take(list(range(min(16, count))))
+    if PythonPaillierBaseline().decrypt(private_key, sample) != values[: len(sample)]:
+        raise AssertionError(
+            f"{name} ({mode}) made ciphertexts that python-paillier does not decrypt to the plaintexts"
+        )
+    row = ThroughputRow(
+        key_bits=public_key.bits,
+        implementation=name,
+        obfuscation=mode,
+        processes=processes,
+        encrypt_per_s=count / statistics.median(encrypt_times),
+        speedup_vs_python_paillier=math.nan,
+        setup_s=setup_s,
+        table_mib=backend.table_nbytes() / 2**20,
+        precompute_per_s=statistics.median(precompute_rates) if precompute_rates else None,
+    )
+    if mode == "standard":
+        row.decrypt_per_s = count / _median_time(lambda: backend.decrypt(private_key, batch), repeats)
+        wide = batch.take([i % count for i in range(max(count, AGGREGATE_BATCH))])
+        row.aggregate_per_s = len(wide) / _median_time(lambda: backend.aggregate(public_key, [wide, wide]), repeats)
+    return row
+
+
+def _batch_size(backend: Backend, public_key: PublicKey, seconds: float) -> int:
+    """Items whose encryption (with its precomputation, for ``pool``) takes about ``seconds``.
+
+    Runs a warm-up first, so ``djn`` tables are built and workers started before the timed probe.
+    """
+    probe = PROBE
+    if isinstance(backend, ChunkedBackend):
+        # Big enough to be split, so that the workers start (and build their tables) during the warm-up.
+        operation = "djn_obfuscators" if backend.obfuscation == "djn" else "standard_obfuscators"
+        probe = 2 * MIN_CHUNK[operation] * backend.chunk_scale
+    for _ in range(2):
+        begin = time.perf_counter()
+        if backend.obfuscation == "pool":
+            backend.precompute(public_key, probe)
+        backend.encrypt(public_key, list(range(probe)))
+        per_item = (time.perf_counter() - begin) / probe
+    return max(8, min(MAX_BATCH, int(seconds / per_item)))
+
+
+def _median_time(action: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def _format_progress(row: ThroughputRow) -> str:
+    return f"{row.key_bits} {row.implementation} {row.obfuscation} x{row.processes}: {row.encrypt_per_s:,.0f}/s"
+
+
+def format_table(rows: list[ThroughputRow]) -> str:
+    """The Markdown table of a ``measure`` run."""
+    header = (
+        "| key bits | implementation | obfuscation | processes | encrypt/s | vs python-paillier | setup s | "
+        "table MiB | precompute/s | decrypt/s | aggregate/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [header]
+    for row in rows:
+        optional = [
+            "" if value is None else f"{value:,.0f}"
+            for value in (row.precompute_per_s, row.decrypt_per_s, row.aggregate_per_s)
+        ]
+        cells = [
+            str(row.key_bits),
+            row.implementation,
+            row.obfuscation,
+            str(row.processes),
+            f"{row.encrypt_per_s:,.0f}",
+            f"{row.speedup_vs_python_paillier:.1f}x",
+            f"{row.setup_s:.2f}",
+            f"{row.table_mib:.1f}",
+            *optional,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rows_as_dicts(rows: list[ThroughputRow]) -> list[dict]:
+    """Rows as plain dicts (for CSV)."""
+    return [asdict(row) for row in rows]
