@@ -12,6 +12,7 @@ from dphe_bench.backends.base import OBFUSCATIONS, Backend, IntegerBackend
 from dphe_bench.backends.dask_backend import DaskBackend
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.backends.multiprocessing_backend import MultiprocessingBackend
+from dphe_bench.backends.numba_backend import NumbaBackend
 from dphe_bench.backends.python_backend import PythonBackend
 from dphe_bench.errors import BackendUnavailableError
 
@@ -20,6 +21,7 @@ BACKENDS: dict[str, type[Backend]] = {
     Gmpy2Backend.name: Gmpy2Backend,
     MultiprocessingBackend.name: MultiprocessingBackend,
     DaskBackend.name: DaskBackend,
+    NumbaBackend.name: NumbaBackend,
 }
 DEFAULT_BACKEND = "gmpy2"
 BACKEND_ENV_VAR = "DPHE_BACKEND"
