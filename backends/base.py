@@ -56,6 +56,8 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
+    # True for backends that run threads of their own (they must not be wrapped in worker processes).
+    threaded: ClassVar[bool] = False
 
     def __init__(self, obfuscation: str = "standard", window_bits: int = DEFAULT_WINDOW_BITS, **options: object):
         if options:

@@ -58,9 +58,12 @@ class ChunkedBackend(Backend):
         super().__init__(**options)
         from dphe_bench.backends import BACKENDS, get_backend
 
-        if inner not in BACKENDS or issubclass(BACKENDS[inner], ChunkedBackend):
-            serial = [name for name, cls in BACKENDS.items() if not issubclass(cls, ChunkedBackend)]
-            raise ValueError(f"inner backend must be a serial backend, one of {serial}; got {inner!r}")
+        serial = [name for name, cls in BACKENDS.items() if not (issubclass(cls, ChunkedBackend) or cls.threaded)]
+        if inner not in serial:
+            raise ValueError(
+                f"inner backend must be a single-threaded serial backend, one of {serial}; got {inner!r} "
+                "(a threaded backend such as numba parallelises itself: use it directly)"
+            )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
         self.inner = inner

@@ -147,6 +147,7 @@ class NumbaBackend(Backend):
     """
 
     name = "numba"
+    threaded = True
 
     def __init__(self, threads: int | None = None, **options: object):
         super().__init__(**options)

@@ -13,7 +13,7 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
               key_bits (2048), precision_bits (32: dense, dphe), quantization_bits (16: packed),
               quantization_range (8.0: packed, largest |weight|), obfuscation ("standard" | "djn" | "pool"),
               window_bits (8: djn table), and for the backends that take them (unset: their defaults)
-              inner ("gmpy2"), workers, start_method (multiprocessing), scheduler (dask)
+              inner ("gmpy2"), workers, start_method (multiprocessing), scheduler (dask), threads (numba)
 [run]         seed (0), output_dir ("reports/runs"), compare_plain (true)
 """
 
@@ -71,6 +71,7 @@ class CryptoConfig:
     workers: int | None = None
     start_method: str | None = None
     scheduler: str | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,13 @@ _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("crypto", "workers"): (lambda v: v >= 1, "be >= 1"),
     ("crypto", "start_method"): (lambda v: v in ("fork", "forkserver", "spawn"), "be fork, forkserver or spawn"),
     ("crypto", "scheduler"): (lambda v: bool(v), "be a scheduler address such as tcp://host:8786"),
+    ("crypto", "threads"): (lambda v: v >= 1, "be >= 1"),
     ("run", "seed"): (lambda v: 0 <= v < 2**32, "be in [0, 2**32)"),
     ("run", "output_dir"): (lambda v: bool(v), "be a non-empty path"),
 }
 
 
-BACKEND_OPTIONS = ("obfuscation", "window_bits", "inner", "workers", "start_method", "scheduler")
+BACKEND_OPTIONS = ("obfuscation", "window_bits", "inner", "workers", "start_method", "scheduler", "threads")
 
 
 def backend_options(crypto: CryptoConfig, backend: str) -> dict[str, object]:

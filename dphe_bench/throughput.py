@@ -1,7 +1,8 @@
 """Encryption, decryption and aggregation throughput of every backend and obfuscation mode against python-paillier.
 
 One run, one table: for each key size, python-paillier first, then every available backend in every
-obfuscation mode, in 1 process and (for the chunked backends) ``workers`` processes. Each configuration is
+obfuscation mode, in 1 process, on ``workers`` processes (multiprocessing, dask) or on 1 and ``workers``
+threads (numba). Each configuration is
 checked for correctness (its ciphertexts decrypt to the plaintexts) before it is timed; times are medians
 of ``repeats`` runs; ratios are against python-paillier measured in the same run on the same key. Set-up
 costs (``djn`` table, worker start, ``pool`` precomputation) are reported apart from steady-state speed.
@@ -33,7 +34,7 @@ class ThroughputRow:
     key_bits: int
     implementation: str
     obfuscation: str
-    processes: int
+    workers: int
     encrypt_per_s: float
     speedup_vs_python_paillier: float
     setup_s: float
@@ -44,17 +45,25 @@ class ThroughputRow:
 
 
 def configurations(workers: int, window_bits: int) -> Iterator[tuple[str, str, int, Callable[[], Backend]]]:
-    """(implementation, obfuscation, processes, factory) for every available backend and mode."""
+    """(implementation, obfuscation, workers, factory) for every available backend and mode.
+
+    Serial backends run in 1 process; chunked ones on ``workers`` processes; threaded ones (numba) on 1
+    thread and on ``workers`` threads.
+    """
     statuses = available_backends()
     for name, cls in BACKENDS.items():
         if not statuses[name].available:
             continue
-        chunked = issubclass(cls, ChunkedBackend)
+        if issubclass(cls, ChunkedBackend):
+            variants = [(workers, {"workers": workers})]
+        elif cls.threaded:
+            variants = [(1, {"threads": 1}), (workers, {"threads": workers})]
+        else:
+            variants = [(1, {})]
         for mode in OBFUSCATIONS:
-            options = {"obfuscation": mode, "window_bits": window_bits}
-            if chunked:
-                options["workers"] = workers
-            yield name, mode, workers if chunked else 1, lambda name=name, options=options: get_backend(name, **options)
+            for count, extra in variants:
+                options = {"obfuscation": mode, "window_bits": window_bits, **extra}
+                yield name, mode, count, lambda name=name, options=options: get_backend(name, **options)
 
 
 def measure(
@@ -75,10 +84,10 @@ def measure(
         candidates = [(BASELINE_NAME, "standard", 1, PythonPaillierBaseline)]
         candidates += [c for c in configurations(workers, window_bits) if not only or c[0] in only]
         baseline_rate = None
-        for name, mode, processes, factory in candidates:
+        for name, mode, count, factory in candidates:
             start = time.perf_counter()
             with factory() as backend:
-                row = _measure_one(backend, name, mode, processes, public_key, private_key, seconds, repeats, start)
+                row = _measure_one(backend, name, mode, count, public_key, private_key, seconds, repeats, start)
             baseline_rate = baseline_rate or row.encrypt_per_s
             row.speedup_vs_python_paillier = row.encrypt_per_s / baseline_rate
             rows.append(row)
@@ -90,7 +99,7 @@ def _measure_one(
     backend: Backend,
     name: str,
     mode: str,
-    processes: int,
+    workers: int,
     public_key: PublicKey,
     private_key: PrivateKey,
     seconds: float,
@@ -119,7 +128,7 @@ def _measure_one(
         key_bits=public_key.bits,
         implementation=name,
         obfuscation=mode,
-        processes=processes,
+        workers=workers,
         encrypt_per_s=count / statistics.median(encrypt_times),
         speedup_vs_python_paillier=math.nan,
         setup_s=setup_s,
@@ -162,13 +171,13 @@ def _median_time(action: Callable[[], object], repeats: int) -> float:
 
 
 def _format_progress(row: ThroughputRow) -> str:
-    return f"{row.key_bits} {row.implementation} {row.obfuscation} x{row.processes}: {row.encrypt_per_s:,.0f}/s"
+    return f"{row.key_bits} {row.implementation} {row.obfuscation} x{row.workers}: {row.encrypt_per_s:,.0f}/s"
 
 
 def format_table(rows: list[ThroughputRow]) -> str:
     """The Markdown table of a ``measure`` run."""
     header = (
-        "| key bits | implementation | obfuscation | processes | encrypt/s | vs python-paillier | setup s | "
+        "| key bits | implementation | obfuscation | workers | encrypt/s | vs python-paillier | setup s | "
         "table MiB | precompute/s | decrypt/s | aggregate/s |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [header]
@@ -181,7 +190,7 @@ def format_table(rows: list[ThroughputRow]) -> str:
             str(row.key_bits),
             row.implementation,
             row.obfuscation,
-            str(row.processes),
+            str(row.workers),
             f"{row.encrypt_per_s:,.0f}",
             f"{row.speedup_vs_python_paillier:.1f}x",
             f"{row.setup_s:.2f}",

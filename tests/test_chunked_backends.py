@@ -105,8 +105,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"inner": "multiprocessing"}, "inner backend must be a serial backend"),
-        ({"inner": "nope"}, "inner backend must be a serial backend"),
+        ({"inner": "multiprocessing"}, "inner backend must be a single-threaded serial backend"),
+        ({"inner": "nope"}, "inner backend must be a single-threaded serial backend"),
+        ({"inner": "numba"}, "parallelises itself"),
         ({"workers": 0}, "workers must be a positive int"),
         ({"start_method": "teleport"}, "start_method must be one of"),
         ({"window_bits": 99}, "window_bits"),
