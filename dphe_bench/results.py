@@ -16,6 +16,7 @@ CSV_NAME = "runs.csv"
 CSV_COLUMNS = (
     "time_utc",
     "dataset",
+    "features",
     "users",
     "rounds",
     "split",
@@ -47,8 +48,8 @@ def format_summary(result: PipelineResult) -> str:
     scheme = cfg.crypto.scheme
     main = result.outcomes[scheme]
     lines = [
-        f"dphe-bench run: {cfg.data.dataset}, D = {result.dimension} weights, {cfg.federation.users} users "
-        f"({cfg.federation.split}), {cfg.federation.rounds} rounds, seed {cfg.run.seed}",
+        f"dphe-bench run: {cfg.data.dataset} ({cfg.data.features}), D = {result.dimension} weights, "
+        f"{cfg.federation.users} users ({cfg.federation.split}), {cfg.federation.rounds} rounds, seed {cfg.run.seed}",
         f"scheme {scheme}, backend {result.backend_description}" + _crypto_description(cfg),
         "",
         "accuracy (test)",
@@ -94,18 +95,32 @@ def _crypto_description(cfg) -> str:
     return text + f", {cfg.crypto.precision_bits}-bit fixed point"
 
 
+def check_results_destination(output_dir: str | Path) -> Path:
+    """The runs.csv path under ``output_dir``; raises ValueError now if results could not be appended there.
+
+    Call it before a long run, so that a bad destination fails at once instead of after the run.
+    """
+    csv_path = Path(output_dir) / CSV_NAME
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"run.output_dir {output_dir} exists and is not a folder")
+    if csv_path.exists():
+        with csv_path.open(encoding="utf-8") as handle:
+            header = handle.readline().rstrip("\n")
+        if header != ",".join(CSV_COLUMNS):
+            raise ValueError(f"{csv_path} has different columns than this version writes; move it aside")
+    return csv_path
+
+
 def write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     """Write the run's JSON file and append its row to runs.csv in ``config.run.output_dir``.
 
     Both writes go through a temporary file and a rename, so a failure leaves no half-written file.
     Returns (json_path, csv_path).
     """
-    out_dir = Path(result.config.run.output_dir)
+    csv_path = check_results_destination(result.config.run.output_dir)
+    out_dir = csv_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / CSV_NAME
     existing = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
-    if existing and existing.splitlines()[0] != ",".join(CSV_COLUMNS):
-        raise ValueError(f"{csv_path} has different columns than this version writes; move it aside")
     if existing and not existing.endswith("\n"):
         existing += "\n"
 
@@ -129,6 +144,7 @@ def _csv_row(result: PipelineResult, json_name: str) -> dict:
     row = {
         "time_utc": result.environment["time_utc"],
         "dataset": cfg.data.dataset,
+        "features": cfg.data.features,
         "users": cfg.federation.users,
         "rounds": cfg.federation.rounds,
         "split": cfg.federation.split,
