@@ -1,10 +1,13 @@
-"""The ``dphe-bench`` command line: ``run`` (the learning pipeline) and ``backends`` (what can run here)."""
+"""The ``dphe-bench`` command line: ``run`` (the learning pipeline), ``sweep`` (the crypto grid), ``report``
+(tables and figures from results) and ``backends`` (what can run here)."""
 
 import argparse
+import dataclasses
 import secrets
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from dphe_bench.backends import available_backends, get_backend
 from dphe_bench.config import load_config
@@ -13,6 +16,7 @@ from dphe_bench.paillier import generate_keypair
 from dphe_bench.pipeline import run_pipeline
 from dphe_bench.results import format_summary, write_run_results
 from dphe_bench.schemes import SCHEMES
+from dphe_bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
 
 SELF_CHECK_KEY_BITS = 1024
 SELF_CHECK_VALUES = 8
@@ -47,6 +51,45 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(handler=_run)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="crypto only: time, bytes and correctness per scheme x backend x key size x sparsity x users",
+        description="Runs every cell of the grid that --out does not hold yet and appends one CSV row per cell. "
+        "Default grid: D = 200,000, every scheme, every backend that runs here plus a python-paillier baseline, "
+        "1024/2048/3072-bit keys, sparsity 0/0.5/0.9/0.956/0.99, 1 user (long; see README). "
+        "Axis options replace that axis of the default (or --quick) grid.",
+    )
+    sweep.add_argument("--quick", action="store_true", help="small grid (D = 200, 2 users, 1024/2048 bits): minutes")
+    sweep.add_argument("--out", metavar="FILE", default=str(DEFAULT_OUT), help=f"results CSV (default {DEFAULT_OUT})")
+    sweep.add_argument("--dimension", type=int, metavar="D", help="weights per user")
+    sweep.add_argument("--users", type=int, action="append", metavar="N", help="users per round (repeatable)")
+    sweep.add_argument(
+        "--sparsity", type=float, action="append", metavar="S", help="share of zero weights (repeatable)"
+    )
+    sweep.add_argument("--key-bits", type=int, action="append", metavar="BITS", help="Paillier key size (repeatable)")
+    sweep.add_argument(
+        "--scheme", action="append", metavar="NAME[:k=v,...]", help="scheme and its options (repeatable)"
+    )
+    sweep.add_argument(
+        "--backend", action="append", metavar="NAME[:k=v,...]", help="backend and its options (repeatable)"
+    )
+    sweep.add_argument("--no-baseline", action="store_true", help="skip the python-paillier baseline cells")
+    sweep.add_argument("--seed", type=int, help="seed of the synthetic weights (default 0)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells still to run, run nothing")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.set_defaults(handler=_sweep)
+
+    report = commands.add_parser(
+        "report",
+        help="tables and figures from sweep, run and asv results",
+        description="Reads sweep CSVs, run JSON files / runs.csv and asv result JSON files (files or folders) "
+        f"and writes report.md, figures/*.png and tables/*.csv. Default inputs: {DEFAULT_OUT}, "
+        "reports/runs/ and .asv/results/ where they exist.",
+    )
+    report.add_argument("results", nargs="*", metavar="RESULTS", help="result files or folders")
+    report.add_argument("--out", metavar="DIR", default="reports/latest", help="output folder (default reports/latest)")
+    report.set_defaults(handler=_report)
+
     backends = commands.add_parser("backends", help="list crypto backends, whether they can run here, self-check")
     backends.add_argument("--no-check", action="store_true", help="skip the encrypt/aggregate/decrypt self-check")
     backends.set_defaults(handler=_backends)
@@ -65,6 +108,53 @@ def _run(args: argparse.Namespace) -> int:
     json_path, csv_path = write_run_results(result)
     print(format_summary(result))
     print(f"\nresults: {json_path} (row appended to {csv_path})")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    grid = quick_grid() if args.quick else SweepGrid()
+    axes = {
+        "dimension": args.dimension,
+        "users": tuple(args.users or ()),
+        "sparsities": tuple(args.sparsity or ()),
+        "key_bits": tuple(args.key_bits or ()),
+        "schemes": tuple(Component.parse(text) for text in args.scheme or ()),
+        "backends": tuple(Component.parse(text) for text in args.backend or ()),
+        "seed": args.seed,
+    }
+    grid = dataclasses.replace(grid, baseline=not args.no_baseline, **{k: v for k, v in axes.items() if v})
+    cells = grid.cells()
+    done = read_cell_keys(args.out)
+    todo = [cell for cell in cells if cell.key() not in done]
+    print(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already in {args.out}, {len(todo)} to run")
+    if args.dry_run:
+        for cell in todo:
+            print(f"  {cell}")
+        return 0
+    if 1024 in grid.key_bits:
+        print("note: 1024-bit keys are for benchmarks only", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
+        summary = run_sweep(grid, args.out, progress=not args.no_progress)
+    print(f"sweep: ran {summary.ran} cells, skipped {summary.skipped}; results in {summary.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from dphe_bench.report import default_inputs, write_report
+    except ImportError as exc:
+        raise ValueError(
+            f"dphe-bench report needs pandas and matplotlib ({exc}): pip install 'dphe-bench[report]'"
+        ) from exc
+
+    inputs = [Path(p) for p in args.results] or default_inputs()
+    written = write_report(inputs, Path(args.out))
+    print(f"report: {written.markdown}")
+    for path in written.figures:
+        print(f"  figure {path}")
+    for path in written.tables:
+        print(f"  table  {path}")
     return 0
 
 

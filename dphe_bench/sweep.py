@@ -1,0 +1,473 @@
+"""The crypto sweep: time, bytes and correctness of every scheme x backend x key size x sparsity x users.
+
+Each cell draws synthetic weight vectors (one per user, D values, exact zeros at the requested sparsity),
+runs one round of the scheme with ``simulate_round``, checks that the published mean equals numpy's mean
+within the scheme's error bound, and only then appends the cell's row to a CSV file. Cells already in the
+file are skipped, so an interrupted sweep resumes where it stopped.
+
+Schemes and backends come from their registries (``SCHEMES``, ``available_backends()``), so new ones join
+the default grid without a change here. A scheme or backend is given as ``NAME`` or
+``NAME:key=value,key=value``: the options go to ``get_backend(NAME, **options)`` for a backend and to
+``simulate_round(..., scheme=NAME, **options)`` for a scheme (``dphe:precision_bits=24``,
+``packed:quantization_bits=16``). For every encrypted scheme the sweep also runs a
+``python-paillier`` baseline cell (``dphe_bench.baseline``): the same scheme on the same values with
+python-paillier doing the crypto, the reference for speed-up ratios.
+"""
+
+import csv
+import io
+import itertools
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import dphe_bench
+from dphe_bench.backends import Backend, available_backends, get_backend
+from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.encoding import DEFAULT_PRECISION_BITS
+from dphe_bench.paillier import DEFAULT_KEY_BITS
+from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.simulation import PHASES, RoundResult, simulate_round
+
+DEFAULT_OUT = Path("reports/runs/sweep.csv")
+NO_BACKEND = "none"
+WEIGHT_SCALE = 0.05
+MIN_MAGNITUDE = 1e-6
+
+CELL_COLUMNS = ("dimension", "users", "sparsity", "key_bits", "scheme", "backend", "seed")
+SWEEP_COLUMNS = (
+    *CELL_COLUMNS,
+    "scheme_name",
+    "backend_name",
+    "nonzeros_per_user",
+    "union_sparsity",
+    *(f"{phase}_s" for phase in PHASES),
+    "encrypt_per_user_s",
+    "ciphertexts",
+    "ciphertexts_per_user",
+    "bytes_key_generator",
+    "bytes_users",
+    "bytes_per_user",
+    "bytes_aggregator",
+    "max_abs_error",
+    "error_bound",
+    "time_utc",
+    "host",
+    "os",
+    "cpu",
+    "cpu_count",
+    "load_average",
+    "python",
+    "dphe_bench",
+)
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start or a cell whose result is wrong."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """A scheme or backend with its options, written ``NAME`` or ``NAME:key=value,key=value``."""
+
+    name: str
+    options: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "Component":
+        """Parse ``NAME[:key=value,...]``; values become int, float or bool where they look like one."""
+        name, _, rest = text.strip().partition(":")
+        if not name:
+            raise SweepError(f"empty name in {text!r}; expected NAME or NAME:key=value,...")
+        options = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SweepError(f"option {item!r} in {text!r} is not key=value")
+            options[key.strip()] = _parse_value(value.strip())
+        return cls(name, tuple(sorted(options.items())))
+
+    @property
+    def label(self) -> str:
+        """The canonical text form (options sorted by key), used in result files."""
+        if not self.options:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.options)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid; ``backend`` is ``none`` and ``key_bits`` 0 for an unencrypted scheme."""
+
+    dimension: int
+    users: int
+    sparsity: float
+    key_bits: int
+    scheme: Component
+    backend: Component
+    seed: int
+
+    def key(self) -> tuple:
+        """What identifies the cell in a result file (the values of ``CELL_COLUMNS``)."""
+        return _cell_key(
+            self.dimension,
+            self.users,
+            self.sparsity,
+            self.key_bits,
+            self.scheme.label,
+            self.backend.label,
+            self.seed,
+        )
+
+    def __str__(self) -> str:
+        bits = f" {self.key_bits}-bit" if self.key_bits else ""
+        return f"{self.scheme.label}/{self.backend.label}{bits} s={self.sparsity:g} N={self.users} D={self.dimension}"
+
+
+def _all_schemes() -> tuple[Component, ...]:
+    return tuple(Component(name) for name in SCHEMES)
+
+
+def _available_backends() -> tuple[Component, ...]:
+    return tuple(Component(name) for name, status in available_backends().items() if status.available)
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """The axes of a sweep. Defaults: the paper's D = 200,000, every scheme, every backend that runs here.
+
+    The default grid is long (see the README for its expected time); ``quick_grid()`` is a small one.
+    """
+
+    dimension: int = 200_000
+    users: tuple[int, ...] = (1,)
+    sparsities: tuple[float, ...] = (0.0, 0.5, 0.9, 0.956, 0.99)
+    key_bits: tuple[int, ...] = (1024, 2048, 3072)
+    schemes: tuple[Component, ...] = field(default_factory=_all_schemes)
+    backends: tuple[Component, ...] = field(default_factory=_available_backends)
+    baseline: bool = True
+    seed: int = 0
+
+    def cells(self) -> list[Cell]:
+        """Every cell, cheapest key size first; a baseline cell follows each encrypted scheme's cells."""
+        self.validate()
+        cells = []
+        baseline = (Component(BASELINE_NAME),) if self.baseline else ()
+        for key_bits, users, sparsity, scheme in itertools.product(
+            self.key_bits, self.users, self.sparsities, self.schemes
+        ):
+            common = {
+                "dimension": self.dimension,
+                "users": users,
+                "sparsity": sparsity,
+                "scheme": scheme,
+                "seed": self.seed,
+            }
+            if get_scheme(scheme.name).encrypted:
+                cells += [Cell(key_bits=key_bits, backend=b, **common) for b in self.backends + baseline]
+            elif key_bits == self.key_bits[0]:
+                cells.append(Cell(key_bits=0, backend=Component(NO_BACKEND), **common))
+        return cells
+
+    def validate(self) -> None:
+        """Raise SweepError (or ValueError from a registry) naming the first thing that cannot run."""
+        if self.dimension < 1:
+            raise SweepError(f"dimension must be >= 1, got {self.dimension}")
+        for name, axis in (("users", self.users), ("sparsity", self.sparsities), ("key_bits", self.key_bits)):
+            if not axis:
+                raise SweepError(f"the {name} axis is empty")
+        if not self.schemes or not self.backends:
+            raise SweepError("the grid needs at least one scheme and one backend")
+        if any(u < 1 for u in self.users):
+            raise SweepError(f"users must be >= 1, got {list(self.users)}")
+        if any(not 0.0 <= s < 1.0 for s in self.sparsities):
+            raise SweepError(f"sparsities must be in [0, 1), got {list(self.sparsities)}")
+        for scheme in self.schemes:
+            get_scheme(scheme.name)
+        statuses = available_backends()
+        for backend in self.backends:
+            if backend.name not in statuses:
+                raise SweepError(f"unknown backend {backend.name!r}; valid backends: {', '.join(statuses)}")
+            if not statuses[backend.name].available:
+                raise SweepError(f"backend {backend.name!r} is not available here: {statuses[backend.name].reason}")
+        if self.baseline and (reason := PythonPaillierBaseline.unavailable_reason()):
+            raise SweepError(f"the {BASELINE_NAME} baseline cannot run: {reason}; or pass --no-baseline")
+
+
+def quick_grid(**overrides: object) -> SweepGrid:
+    """A grid that runs in a few minutes on one core: D = 200, 2 users, 1024- and 2048-bit keys."""
+    settings = {"dimension": 200, "users": (2,), "sparsities": (0.5, 0.9, 0.956, 0.99), "key_bits": (1024, 2048)}
+    return SweepGrid(**{**settings, **overrides})
+
+
+def fixed_point_error_bound(cell: Cell, max_abs_weight: float) -> float:
+    """Rounding to multiples of 2**-f moves each weight, and so the mean, by at most 2**-(f+1).
+
+    Plus float64 rounding of a sum of ``users`` values and one division.
+    """
+    precision_bits = int(dict(cell.scheme.options).get("precision_bits", DEFAULT_PRECISION_BITS))
+    return 2.0 ** -(precision_bits + 1) + _float_error(cell, max_abs_weight)
+
+
+def packed_error_bound(cell: Cell, max_abs_weight: float) -> float:
+    """Quantisation to steps of range / (2**(b-1) - 1) moves each weight, and so the mean, by at most step / 2."""
+    # Imported here: the packed scheme's modules exist only where that scheme is registered.
+    from dphe_bench.packing import quantization_step
+    from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
+
+    options = dict(cell.scheme.options)
+    step = quantization_step(
+        int(options.get("quantization_bits", DEFAULT_QUANTIZATION_BITS)),
+        float(options.get("quantization_range", DEFAULT_QUANTIZATION_RANGE)),
+    )
+    return step / 2.0 + _float_error(cell, max_abs_weight)
+
+
+def _float_error(cell: Cell, max_abs_weight: float) -> float:
+    return (cell.users + 2) * np.finfo(np.float64).eps * max(1.0, max_abs_weight) * cell.users
+
+
+# Error bound of the published mean per scheme name: fn(cell, largest |weight|) -> bound. The hook for a
+# scheme whose rounding differs from the fixed-point codec's; schemes not listed use the fixed-point bound.
+ERROR_BOUNDS: dict[str, Callable[[Cell, float], float]] = {"packed": packed_error_bound}
+
+
+def synthetic_weights(dimension: int, users: int, sparsity: float, seed: int) -> list[np.ndarray]:
+    """Weight vectors that look like trained sparse ones: Laplace magnitudes and exact zeros.
+
+    Each user gets round((1 - sparsity) * D) non-zeros at uniformly random positions (drawn independently
+    per user, so supports overlap as little as chance allows) with Laplace(0, 0.05) values, kept at least
+    1e-6 away from zero so that none rounds to zero in fixed point. The values depend only on
+    (D, users, sparsity, seed): every scheme and backend of a grid point sees the same vectors.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``users`` float64 arrays of shape (D,).
+    """
+    rng = np.random.default_rng([seed, dimension, users, round(sparsity * 1_000_000)])
+    nonzeros = round((1.0 - sparsity) * dimension)
+    vectors = []
+    for _ in range(users):
+        weights = np.zeros(dimension)
+        support = rng.choice(dimension, size=nonzeros, replace=False)
+        values = rng.laplace(0.0, WEIGHT_SCALE, size=nonzeros)
+        weights[support] = np.copysign(np.maximum(np.abs(values), MIN_MAGNITUDE), values)
+        vectors.append(weights)
+    return vectors
+
+
+def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dict[str, object]:
+    """Run one cell, check its result, and return its row (``SWEEP_COLUMNS``).
+
+    Raises SweepError when the published mean differs from numpy's mean by more than the error bound:
+    a wrong result is never recorded as a timing.
+    """
+    vectors = synthetic_weights(cell.dimension, cell.users, cell.sparsity, cell.seed)
+    result = simulate_round(
+        vectors,
+        scheme=cell.scheme.name,
+        backend=backend,
+        key_bits=cell.key_bits or DEFAULT_KEY_BITS,
+        **dict(cell.scheme.options),
+    )
+    stacked = np.stack(vectors)
+    max_abs_weight = float(np.max(np.abs(stacked)))
+    error = float(np.max(np.abs(result.mean - stacked.mean(axis=0))))
+    bound = ERROR_BOUNDS.get(cell.scheme.name, fixed_point_error_bound)(cell, max_abs_weight)
+    if not error <= bound:
+        raise SweepError(f"cell {cell}: the decrypted mean is off by {error:.3g}, more than the bound {bound:.3g}")
+    return _row(cell, result, stacked, error, bound, machine)
+
+
+def _row(
+    cell: Cell, result: RoundResult, stacked: np.ndarray, error: float, bound: float, machine: Mapping[str, object]
+) -> dict[str, object]:
+    ciphertexts = sum(result.ciphertexts.values())
+    row: dict[str, object] = dict(zip(CELL_COLUMNS, cell.key(), strict=True))
+    row.update(
+        scheme_name=cell.scheme.name,
+        backend_name=cell.backend.name,
+        nonzeros_per_user=int(np.count_nonzero(stacked[0])),
+        union_sparsity=float(1.0 - np.mean(np.any(stacked != 0, axis=0))),
+        encrypt_per_user_s=result.timings["encrypt"] / cell.users,
+        ciphertexts=ciphertexts,
+        ciphertexts_per_user=ciphertexts / cell.users,
+        bytes_key_generator=result.bytes_sent["key_generator"],
+        bytes_users=result.bytes_sent["users"],
+        bytes_per_user=result.bytes_sent["users"] / cell.users,
+        bytes_aggregator=result.bytes_sent["aggregator"],
+        max_abs_error=error,
+        error_bound=bound,
+        time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        load_average=_load_average(),
+        **machine,
+    )
+    row.update({f"{phase}_s": result.timings[phase] for phase in PHASES})
+    return row
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What ``run_sweep`` did: cells run now, cells skipped because the file had them, the file."""
+
+    ran: int
+    skipped: int
+    out: Path
+
+
+def run_sweep(
+    grid: SweepGrid, out: str | Path = DEFAULT_OUT, progress: bool = True, log: Callable[[str], None] | None = None
+) -> SweepSummary:
+    """Run every cell of ``grid`` that ``out`` does not hold yet, appending one row per cell.
+
+    Each backend is built once and reused by its cells. Rows are appended atomically (the file is
+    rewritten through a temporary file and a rename), so an interrupted sweep leaves a valid file.
+    ``log`` receives one line per finished cell.
+    """
+    out = Path(out)
+    if out.suffix != ".csv":
+        raise SweepError(f"sweep results are written as CSV; {out} does not end in .csv")
+    cells = grid.cells()
+    done = read_cell_keys(out)
+    todo = [cell for cell in cells if cell.key() not in done]
+    backends = {label: _build_backend(component) for label, component in _backends_of(todo).items()}
+    machine = machine_info()
+    bar = tqdm(todo, desc="sweep", unit="cell", disable=None if progress else True)
+    for cell in bar:
+        bar.set_postfix_str(str(cell), refresh=True)
+        row = run_cell(cell, backends[cell.backend.label], machine)
+        append_row(out, row)
+        if log is not None:
+            log(f"{cell}: encrypt {row['encrypt_per_user_s']:.3f} s/user, {row['ciphertexts_per_user']:g} ct/user")
+    return SweepSummary(ran=len(todo), skipped=len(cells) - len(todo), out=out)
+
+
+def _backends_of(cells: Iterable[Cell]) -> dict[str, Component]:
+    return {cell.backend.label: cell.backend for cell in cells}
+
+
+def _build_backend(component: Component) -> Backend:
+    if component.name == BASELINE_NAME:
+        return PythonPaillierBaseline()
+    if component.name == NO_BACKEND:
+        # Unencrypted schemes never call their backend; any available one satisfies the constructor.
+        return get_backend(next(name for name, s in available_backends().items() if s.available))
+    return get_backend(component.name, **dict(component.options))
+
+
+def read_cell_keys(path: str | Path) -> set[tuple]:
+    """Keys of the cells a sweep file already holds (empty if it does not exist)."""
+    return {_cell_key(*(row[c] for c in CELL_COLUMNS)) for row in _read_rows(Path(path))}
+
+
+def append_row(path: str | Path, row: Mapping[str, object]) -> None:
+    """Append ``row`` to the sweep CSV at ``path``, atomically (the file is rewritten and renamed).
+
+    A file written by an earlier version, whose columns are a subset of ``SWEEP_COLUMNS`` (a phase was
+    added since, say), is rewritten with the current columns; the old rows get empty cells for the new ones.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [*_read_rows(path), {column: _format(row[column]) for column in SWEEP_COLUMNS}]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SWEEP_COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        _check_header(path, reader.fieldnames)
+        return list(reader)
+
+
+def machine_info() -> dict[str, object]:
+    """Where the sweep ran: host, OS, CPU model and count, Python and dphe-bench versions."""
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "dphe_bench": dphe_bench.__version__,
+    }
+
+
+def _load_average() -> float:
+    """The 1-minute load average when the cell ends (NaN where the OS has none): how busy the machine was."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def is_sweep_header(fieldnames: Iterable[str]) -> bool:
+    """True for the columns of a sweep file of this version or of an earlier one (a subset of them)."""
+    columns = set(fieldnames)
+    return set(CELL_COLUMNS) <= columns <= set(SWEEP_COLUMNS)
+
+
+def _check_header(path: Path, fieldnames: list[str] | None) -> None:
+    if not is_sweep_header(fieldnames or []):
+        raise SweepError(f"{path} is not a sweep file of this version (different columns); move it aside")
+
+
+def _cell_key(dimension, users, sparsity, key_bits, scheme, backend, seed) -> tuple:
+    return (
+        int(dimension),
+        int(users),
+        round(float(sparsity), 9),
+        int(key_bits),
+        str(scheme),
+        str(backend),
+        int(seed),
+    )
+
+
+def _format(value: object) -> object:
+    """CSV text of a value: floats (numpy's too) in their shortest exact form, NaN as an empty cell."""
+    if isinstance(value, float | np.floating):
+        return repr(float(value)) if math.isfinite(value) else ""
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _parse_value(text: str) -> object:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
