@@ -1,20 +1,25 @@
 """The ``dphe-bench`` command line: ``run`` (the learning pipeline), ``sweep`` (the crypto grid), ``report``
-(tables and figures from results) and ``backends`` (what can run here)."""
+(tables and figures from results), ``throughput`` (encryptions per second per backend and obfuscation mode)
+and ``backends`` (what can run here)."""
 
 import argparse
+import csv
 import dataclasses
+import io
 import secrets
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from dphe_bench.backends import available_backends, get_backend
+from dphe_bench.backends import OBFUSCATIONS, available_backends, get_backend
+from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
 from dphe_bench.config import load_config
 from dphe_bench.errors import DpheError
+from dphe_bench.files import write_text_atomically
 from dphe_bench.paillier import generate_keypair
 from dphe_bench.pipeline import run_pipeline
-from dphe_bench.results import format_summary, write_run_results
+from dphe_bench.results import check_results_destination, format_summary, write_run_results
 from dphe_bench.schemes import SCHEMES
 from dphe_bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
 
@@ -90,6 +95,22 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR", default="reports/latest", help="output folder (default reports/latest)")
     report.set_defaults(handler=_report)
 
+    throughput = commands.add_parser(
+        "throughput",
+        help="encryptions per second of every backend and obfuscation mode, against python-paillier",
+        description="One run, one table: python-paillier, then every backend that runs here in every "
+        "obfuscation mode (1 process; N processes for multiprocessing and dask; 1 and N threads for numba), "
+        "each checked for correctness before it is timed. Ratios are against python-paillier in the same run.",
+    )
+    throughput.add_argument("--key-bits", type=int, action="append", help="key size (repeatable; default 2048, 3072)")
+    throughput.add_argument("--backend", action="append", help="only this backend (repeatable; default all)")
+    throughput.add_argument("--workers", type=int, default=2, help="processes or threads for parallel backends")
+    throughput.add_argument("--window-bits", type=int, default=8, help="djn table window size (default 8)")
+    throughput.add_argument("--seconds", type=float, default=1.0, help="target time per measurement (default 1)")
+    throughput.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    throughput.add_argument("--out", metavar="FILE.csv", help="also write the rows as CSV")
+    throughput.set_defaults(handler=_throughput)
+
     backends = commands.add_parser("backends", help="list crypto backends, whether they can run here, self-check")
     backends.add_argument("--no-check", action="store_true", help="skip the encrypt/aggregate/decrypt self-check")
     backends.set_defaults(handler=_backends)
@@ -98,8 +119,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
+    check_results_destination(config.run.output_dir)
     scheme = SCHEMES[config.crypto.scheme]
     print(f"scheme {scheme.name}: leaks {scheme.leakage}", file=sys.stderr)
+    if scheme.encrypted:
+        mode = config.crypto.obfuscation
+        print(f"obfuscation {mode}: rests on {OBFUSCATIONS[mode]}", file=sys.stderr)
     if config.crypto.key_bits == 1024 and scheme.encrypted:
         print("warning: 1024-bit keys are for benchmarks only", file=sys.stderr)
     with warnings.catch_warnings():
@@ -168,25 +193,56 @@ def _backends(args: argparse.Namespace) -> int:
     failed = False
     for name, status in statuses.items():
         if not status.available:
-            print(f"{name:<10} unavailable: {status.reason}")
+            print(f"{name:<16} unavailable: {status.reason}")
             continue
         if public_key is None:
-            print(f"{name:<10} available")
+            print(f"{name:<16} available")
             continue
-        backend = get_backend(name)
-        values = [secrets.randbelow(public_key.n) for _ in range(SELF_CHECK_VALUES)]
-        start = time.perf_counter()
-        first = backend.encrypt(public_key, values)
-        second = backend.encrypt(public_key, values)
-        sums = backend.decrypt(private_key, backend.aggregate(public_key, [first, second]))
-        seconds = time.perf_counter() - start
+        with get_backend(name) as backend:
+            count = SELF_CHECK_VALUES
+            if isinstance(backend, ChunkedBackend):
+                # Enough values to be split, so that the check runs in the workers.
+                count = 2 * MIN_CHUNK["standard_obfuscators"] * backend.chunk_scale
+            values = [secrets.randbelow(public_key.n) for _ in range(count)]
+            start = time.perf_counter()
+            first = backend.encrypt(public_key, values)
+            second = backend.encrypt(public_key, values)
+            sums = backend.decrypt(private_key, backend.aggregate(public_key, [first, second]))
+            seconds = time.perf_counter() - start
+            description = backend.describe()
         ok = sums == [2 * v % public_key.n for v in values]
         failed |= not ok
         print(
-            f"{name:<10} available  self-check {'passed' if ok else 'FAILED'} "
-            f"({2 * SELF_CHECK_VALUES} encryptions, aggregate, decrypt at {SELF_CHECK_KEY_BITS} bits: {seconds:.3f} s)"
+            f"{name:<16} available  self-check {'passed' if ok else 'FAILED'} ({description}: {2 * count} "
+            f"encryptions, aggregate, decrypt at {SELF_CHECK_KEY_BITS} bits in {seconds:.3f} s)"
         )
+    print("\nobfuscation modes (every backend, option obfuscation=...):")
+    for mode, assumption in OBFUSCATIONS.items():
+        print(f"  {mode:<9} rests on {assumption}")
     return 1 if failed else 0
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    from dphe_bench.throughput import format_table, measure, rows_as_dicts
+
+    rows = measure(
+        key_bits=tuple(args.key_bits or (2048, 3072)),
+        workers=args.workers,
+        window_bits=args.window_bits,
+        seconds=args.seconds,
+        repeats=args.repeats,
+        only=tuple(args.backend or ()),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_table(rows))
+    if args.out:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows_as_dicts(rows)[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows_as_dicts(rows))
+        write_text_atomically(Path(args.out), buffer.getvalue())
+        print(f"\nrows written to {args.out}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

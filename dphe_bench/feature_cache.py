@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dphe_bench.errors import DpheError
+from dphe_bench.files import write_atomically
 
 CACHE_FORMAT = 1
 
@@ -38,24 +38,6 @@ def cache_key(description: dict[str, Any]) -> str:
     """SHA-256 hex digest of ``description`` (JSON-serialisable; key order does not matter)."""
     text = json.dumps({"cache_format": CACHE_FORMAT, **description}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Create ``path`` by calling ``write(binary_file)`` on a temporary file in the same folder, then renaming it.
-
-    The folder is created when missing. On any error the temporary file is removed and ``path`` is untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class FeatureCache:

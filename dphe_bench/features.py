@@ -28,7 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.errors import DpheError
-from dphe_bench.feature_cache import FeatureCache, cache_key, write_atomically
+from dphe_bench.feature_cache import FeatureCache, cache_key
+from dphe_bench.files import write_atomically
 from dphe_bench.images import ImageSet
 
 FEATURES = ("pixels", "efficientnet-lite0")

@@ -3,10 +3,10 @@
 import csv
 import io
 import json
-import os
 import time
 from pathlib import Path
 
+from dphe_bench.files import write_text_atomically
 from dphe_bench.packing import quantization_step
 from dphe_bench.pipeline import PipelineResult
 from dphe_bench.schemes import SCHEMES
@@ -127,13 +127,13 @@ def write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
     cfg = result.config
     json_path = out_dir / f"run-{stamp}-{cfg.crypto.scheme}-{result.backend}.json"
-    _atomic_write(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     if not existing:
         writer.writeheader()
     writer.writerow(_csv_row(result, json_path.name))
-    _atomic_write(csv_path, existing + buffer.getvalue())
+    write_text_atomically(csv_path, existing + buffer.getvalue())
     return json_path, csv_path
 
 
@@ -169,16 +169,6 @@ def _csv_row(result: PipelineResult, json_name: str) -> dict:
     }
     row.update({f"{phase}_s": main.timings[phase] for phase in ("train", *PHASES)})
     return row
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _mean(values: list) -> float:

@@ -32,6 +32,7 @@ import dphe_bench
 from dphe_bench.backends import Backend, available_backends, get_backend
 from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.encoding import DEFAULT_PRECISION_BITS
+from dphe_bench.files import write_text_atomically
 from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import SCHEMES, get_scheme
 from dphe_bench.simulation import PHASES, RoundResult, simulate_round
@@ -381,13 +382,7 @@ def append_row(path: str | Path, row: Mapping[str, object]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=SWEEP_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, buffer.getvalue())
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

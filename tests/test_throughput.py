@@ -33,3 +33,17 @@ def test_measure_reports_every_mode_against_python_paillier():
     table = format_table(rows).splitlines()
     assert table[0].startswith("| key bits | implementation") and len(table) == 2 + len(rows)
     assert table[4].startswith("| 1024 | gmpy2 | djn | 1 |")
+
+
+@pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
+def test_throughput_command_prints_the_table_and_writes_csv(tmp_path, capsys):
+    from dphe_bench.cli import main
+
+    out = tmp_path / "throughput.csv"
+    argv = ["throughput", "--key-bits", "1024", "--backend", "gmpy2", "--seconds", "0.02", "--repeats", "1"]
+    assert main([*argv, "--window-bits", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| 1024 | python-paillier | standard | 1 |" in printed
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("key_bits,implementation,obfuscation,workers,encrypt_per_s")
+    assert len(lines) == 1 + 4
