@@ -24,9 +24,10 @@ class Gmpy2Backend(IntegerBackend):
 
     name = "gmpy2"
 
-    def __init__(self, **options: object):
-        super().__init__(**options)
-        self._gmpy2 = importlib.import_module("gmpy2")
+    @property
+    def _gmpy2(self):
+        """The gmpy2 module, imported on first use (not kept on the instance, so backends pickle)."""
+        return importlib.import_module("gmpy2")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
