@@ -14,6 +14,7 @@ import pandas as pd
 
 from dphe_bench import report_figures
 from dphe_bench.report_data import ReportInputError, ResultTables, load_results
+from dphe_bench.schemes import SCHEMES
 from dphe_bench.sweep import BASELINE_NAME, DEFAULT_OUT
 
 # Yonetani, Boddeti, Kitani, Sato, "Privacy-Preserving Visual Learning with Doubly-Permuted Homomorphic
@@ -82,6 +83,29 @@ def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     }
     order = ["dimension", "users", "key_bits", "sparsity", "scheme", "backend"]
     return sweep.sort_values(order)[list(columns)].rename(columns=columns).reset_index(drop=True)
+
+
+def scheme_cost_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Cost of every scheme next to what it leaks, on the main grid (largest measured D and users).
+
+    One row per (scheme, backend, key bits, sparsity): encryption seconds and bytes sent per user,
+    ciphertexts per user, and the scheme's leakage (``Scheme.leakage``). Baseline rows are left out.
+    """
+    rows = main_slice(sweep, encrypted_only=False)
+    rows = rows[~rows["baseline"]] if "baseline" in rows else rows
+    table = rows.assign(leakage=rows["scheme_name"].map(lambda name: SCHEMES[name].leakage if name in SCHEMES else ""))
+    columns = {
+        "scheme": "scheme",
+        "backend": "backend",
+        "key_bits": "key bits",
+        "sparsity": "sparsity",
+        "encrypt_per_user_s": "encrypt / user (s)",
+        "bytes_per_user": "bytes / user",
+        "ciphertexts_per_user": "ciphertexts / user",
+        "leakage": "the aggregator learns",
+    }
+    order = ["scheme", "backend", "key_bits", "sparsity"]
+    return table.sort_values(order)[list(columns)].rename(columns=columns).reset_index(drop=True)
 
 
 def speedup_table(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -306,6 +330,15 @@ def _sweep_sections(results: ResultTables, out_dir: Path, written: WrittenReport
         "encryption, message), from the sweep.\n\n" + markdown_table(paper1)
     ]
     written.tables.append(_save_table(paper1, out_dir, "paper_encryption"))
+    costs = scheme_cost_table(sweep)
+    if not costs.empty:
+        dimension = int(main_slice(sweep, encrypted_only=False)["dimension"].iloc[0])
+        sections.append(
+            f"## Schemes: cost and leakage\n\nPer user, at D = {dimension:,} (the main grid of the sweep), next to "
+            "what each scheme leaks to the aggregator (the key generator always learns the sum, the model).\n\n"
+            + markdown_table(costs)
+        )
+        written.tables.append(_save_table(costs, out_dir, "scheme_costs"))
     figures = []
     if not main.empty:
         figures.append(("encryption_time_vs_sparsity", report_figures.encryption_time_vs_sparsity(main)))

@@ -33,8 +33,10 @@ from dphe_bench.backends import Backend, available_backends, get_backend
 from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.encoding import DEFAULT_PRECISION_BITS
 from dphe_bench.files import write_text_atomically
+from dphe_bench.packing import quantization_step
 from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
 from dphe_bench.simulation import PHASES, RoundResult, simulate_round
 
 DEFAULT_OUT = Path("reports/runs/sweep.csv")
@@ -219,10 +221,6 @@ def fixed_point_error_bound(cell: Cell, max_abs_weight: float) -> float:
 
 def packed_error_bound(cell: Cell, max_abs_weight: float) -> float:
     """Quantisation to steps of range / (2**(b-1) - 1) moves each weight, and so the mean, by at most step / 2."""
-    # Imported here: the packed scheme's modules exist only where that scheme is registered.
-    from dphe_bench.packing import quantization_step
-    from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
-
     options = dict(cell.scheme.options)
     step = quantization_step(
         int(options.get("quantization_bits", DEFAULT_QUANTIZATION_BITS)),

@@ -242,3 +242,17 @@ def test_cli_report_writes_the_report_and_refuses_unknown_files(fixture_dir, tmp
     (tmp_path / "x.txt").write_text("hello")
     code, _, stderr = _call(["report", str(tmp_path / "x.txt"), "--out", str(tmp_path / "r2")])
     assert code == 2 and "unknown result file" in stderr
+
+
+def test_scheme_cost_table_puts_each_scheme_cost_next_to_its_leakage(results):
+    from dphe_bench.report import main_slice, scheme_cost_table
+    from dphe_bench.schemes import SCHEMES
+
+    costs = scheme_cost_table(results.sweep)
+    main = main_slice(results.sweep, encrypted_only=False)
+    assert len(costs) == int((~main["baseline"]).sum())
+    assert "python-paillier" not in set(costs["backend"])
+    for _, row in costs.iterrows():
+        assert row["the aggregator learns"] == SCHEMES[row["scheme"].split(":")[0]].leakage
+    dphe = costs[costs["scheme"] == "dphe"]
+    assert (dphe.sort_values("sparsity")["ciphertexts / user"].diff().dropna() <= 0).all()
