@@ -1,7 +1,5 @@
 """Tests for the report (dphe_bench.report, report_data, report_figures) and ``dphe-bench report``."""
 
-import contextlib
-import io
 import json
 import shutil
 import warnings
@@ -13,9 +11,10 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
+from cli_helpers import call_cli  # noqa: E402
+
 from dphe_bench import report_figures  # noqa: E402
 from dphe_bench.baseline import BASELINE_NAME  # noqa: E402
-from dphe_bench.cli import main  # noqa: E402
 from dphe_bench.report import (  # noqa: E402
     markdown_table,
     paper_encryption_table,
@@ -28,17 +27,6 @@ from dphe_bench.report_data import ReportInputError, load_results  # noqa: E402
 from dphe_bench.sweep import Component, SweepGrid, run_sweep  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _call(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +47,7 @@ def fixture_dir(tmp_path_factory) -> Path:
 
     runs = root / "runs"
     overrides = ["crypto.key_bits=1024", "federation.users=3", "federation.rounds=1", f"run.output_dir={runs}"]
-    code, _, stderr = _call(
+    code, _, stderr = call_cli(
         ["run", "--no-progress", "--backend", "gmpy2", *(x for o in overrides for x in ("--set", o))]
     )
     assert code == 0, stderr
@@ -236,11 +224,11 @@ def test_markdown_table_formats_numbers_and_escapes_pipes():
 
 
 def test_cli_report_writes_the_report_and_refuses_unknown_files(fixture_dir, tmp_path):
-    code, stdout, stderr = _call(["report", str(fixture_dir / "sweep.csv"), "--out", str(tmp_path / "r")])
+    code, stdout, stderr = call_cli(["report", str(fixture_dir / "sweep.csv"), "--out", str(tmp_path / "r")])
     assert code == 0, stderr
     assert (tmp_path / "r" / "report.md").exists() and "figure" in stdout
     (tmp_path / "x.txt").write_text("hello")
-    code, _, stderr = _call(["report", str(tmp_path / "x.txt"), "--out", str(tmp_path / "r2")])
+    code, _, stderr = call_cli(["report", str(tmp_path / "x.txt"), "--out", str(tmp_path / "r2")])
     assert code == 2 and "unknown result file" in stderr
 
 

@@ -1,20 +1,17 @@
 """Tests for the crypto sweep (dphe_bench.sweep), its python-paillier baseline and ``dphe-bench sweep``."""
 
-import contextlib
 import csv
 import dataclasses
-import io
 import secrets
-import warnings
 
 import numpy as np
 import pytest
+from cli_helpers import call_cli
 
 from dphe_bench import get_backend
 from dphe_bench.backends import available_backends
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
-from dphe_bench.cli import main
 from dphe_bench.schemes import SCHEMES
 from dphe_bench.sweep import (
     SWEEP_COLUMNS,
@@ -226,20 +223,9 @@ def test_baseline_ciphertexts_interoperate_with_ours(keypair_1024):
     assert ours.decrypt(private_key, total) == [2 * v % public_key.n for v in values]
 
 
-def _call(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_cli_sweep_dry_run_lists_cells_and_runs_nothing(tmp_path):
     out = tmp_path / "sweep.csv"
-    code, stdout, _ = _call(["sweep", "--quick", "--dry-run", "--out", str(out), "--scheme", "dphe"])
+    code, stdout, _ = call_cli(["sweep", "--quick", "--dry-run", "--out", str(out), "--scheme", "dphe"])
     assert code == 0
     assert "to run" in stdout and "dphe/gmpy2 2048-bit s=0.956 N=2 D=200" in stdout
     assert not out.exists()
@@ -249,12 +235,12 @@ def test_cli_sweep_writes_results_and_reports_bad_arguments(tmp_path):
     out = tmp_path / "sweep.csv"
     argv = ["sweep", "--quick", "--no-progress", "--out", str(out), "--dimension", "16", "--key-bits", "1024"]
     argv += ["--sparsity", "0.5", "--scheme", "dphe", "--backend", "gmpy2", "--no-baseline"]
-    code, stdout, stderr = _call(argv)
+    code, stdout, stderr = call_cli(argv)
     assert code == 0, stderr
     assert "ran 1 cells" in stdout
     assert [r["scheme"] for r in _rows(out)] == ["dphe"]
 
-    code, _, stderr = _call([*argv[:4], str(tmp_path / "x.txt")])
+    code, _, stderr = call_cli([*argv[:4], str(tmp_path / "x.txt")])
     assert code == 2 and "CSV" in stderr
-    code, _, stderr = _call(["sweep", "--quick", "--dry-run", "--backend", "nope"])
+    code, _, stderr = call_cli(["sweep", "--quick", "--dry-run", "--backend", "nope"])
     assert code == 2 and "unknown backend 'nope'" in stderr
