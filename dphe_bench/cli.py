@@ -1,12 +1,14 @@
 """The ``dphe-bench`` command line: ``run`` (the learning pipeline), ``sweep`` (the crypto grid), ``report``
-(tables and figures from results), ``throughput`` (encryptions per second per backend and obfuscation mode)
-and ``backends`` (what can run here)."""
+(tables and figures from results), ``throughput`` (encryptions per second per backend and obfuscation mode),
+``backends`` (what can run here), ``serve`` (a local Flower federation) and ``keyserver`` (the key generator
+as a network service)."""
 
 import argparse
 import csv
 import dataclasses
 import io
 import secrets
+import signal
 import sys
 import time
 import warnings
@@ -114,7 +116,58 @@ def _build_parser() -> argparse.ArgumentParser:
     backends = commands.add_parser("backends", help="list crypto backends, whether they can run here, self-check")
     backends.add_argument("--no-check", action="store_true", help="skip the encrypt/aggregate/decrypt self-check")
     backends.set_defaults(handler=_backends)
+
+    serve = commands.add_parser(
+        "serve",
+        help="a local federation over the network on 127.0.0.1: key server, Flower SuperLink, one SuperNode per user",
+        description="Starts the key server, a Flower SuperLink (whose ServerApp is the aggregator) and "
+        "federation.users SuperNodes (whose ClientApp is a user) as separate processes on 127.0.0.1, runs "
+        "federation.rounds rounds with `flwr run`, prints the record and stops every process. Needs the "
+        "flower extra: pip install 'dphe-bench[flower]'.",
+    )
+    _add_config_options(serve)
+    serve.add_argument("--run-dir", metavar="DIR", help="run folder (default reports/deploy/run-<time>)")
+    serve.add_argument(
+        "--round-timeout", type=float, default=300.0, metavar="S", help="seconds to wait for a round's replies"
+    )
+    serve.add_argument(
+        "--compare", action="store_true", help="also run the in-process simulation of the same config and compare"
+    )
+    serve.set_defaults(handler=_serve)
+
+    keyserver = commands.add_parser(
+        "keyserver",
+        help="the key generator as an HTTPS service: hands out pk, P and the P_i, decrypts and publishes averages",
+        description="Generates the keys and permutations for federation.users users, writes one token per party "
+        "into --tokens-dir (mode 0600: give aggregator.token to the aggregator and user-<i>.token to user i, over "
+        "a secure channel) and serves until stopped. Refuses to run without TLS unless --insecure-local-test is "
+        "given, which only binds loopback addresses.",
+    )
+    _add_config_options(keyserver)
+    keyserver.add_argument("--dimension", type=int, required=True, metavar="D", help="length of the weight vectors")
+    keyserver.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    keyserver.add_argument("--port", type=int, default=8443, help="port to bind (default 8443; 0 = any free port)")
+    keyserver.add_argument("--tokens-dir", required=True, metavar="DIR", help="where the party tokens are written")
+    keyserver.add_argument("--out", metavar="DIR", help="also save each published average here as .npy")
+    keyserver.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) of this server")
+    keyserver.add_argument("--tls-key", metavar="FILE", help="PEM private key of the certificate")
+    keyserver.add_argument(
+        "--insecure-local-test", action="store_true", help="serve plain HTTP, on a loopback address only"
+    )
+    keyserver.set_defaults(handler=_keyserver)
     return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (every option has a default)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one option, e.g. --set federation.users=3 (repeatable)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -243,6 +296,75 @@ def _throughput(args: argparse.Namespace) -> int:
         write_text_atomically(Path(args.out), buffer.getvalue())
         print(f"\nrows written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dphe_bench.deploy.local import LocalFederation
+    from dphe_bench.deploy.summary import (
+        compare_with_simulation,
+        deployed_accuracy,
+        format_deployment,
+        write_deployment_record,
+    )
+
+    config = load_config(args.config, args.overrides)
+    run_dir = Path(args.run_dir or f"reports/deploy/run-{time.strftime('%Y%m%d-%H%M%S')}")
+    scheme = SCHEMES[config.crypto.scheme]
+    print(f"scheme {scheme.name}: leaks {scheme.leakage}", file=sys.stderr)
+    print(
+        f"serve: {config.federation.users} nodes, {config.federation.rounds} rounds; run folder {run_dir}", flush=True
+    )
+    with LocalFederation(config, run_dir, args.round_timeout) as federation:
+        print(f"serve: key server, SuperLink and SuperNodes up in {federation.startup_s:.1f} s", flush=True)
+        result = federation.run()
+    comparison = None
+    if args.compare:
+        print("serve: running the in-process simulation of the same config", flush=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
+            comparison = compare_with_simulation(federation.config, result)
+    test_accuracy = deployed_accuracy(federation.config, result.average)
+    print(format_deployment(federation.config, result, test_accuracy, comparison))
+    print(f"\nrecord: {write_deployment_record(federation.config, result, test_accuracy, comparison)}")
+    return 0
+
+
+def _keyserver(args: argparse.Namespace) -> int:
+    from dphe_bench.backends import resolve_backend_name
+    from dphe_bench.config import backend_options
+    from dphe_bench.deploy.keyserver import (
+        KeyService,
+        check_transport,
+        key_generator_from_config,
+        start_key_server,
+    )
+
+    check_transport(args.host, args.tls_cert, args.tls_key, args.insecure_local_test)
+    config = load_config(args.config, args.overrides)
+    backend_name = resolve_backend_name(None, config.crypto.backend)
+    with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
+        key_generator = key_generator_from_config(config, args.dimension, backend)
+        service = KeyService(key_generator, Path(args.tokens_dir), Path(args.out) if args.out else None)
+        server = start_key_server(
+            service, args.host, args.port, args.tls_cert, args.tls_key, insecure_local_test=args.insecure_local_test
+        )
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        print(
+            f"keyserver: {config.crypto.scheme} for {config.federation.users} users, D = {args.dimension}, "
+            f"backend {backend_name}; serving on {server.url}; tokens in {args.tokens_dir}",
+            flush=True,
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
+        finally:
+            server.server_close()
+    return 0
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
