@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from dphe_bench.backends.base import OBFUSCATIONS, Backend, IntegerBackend
+from dphe_bench.backends.cupy_backend import CupyBackend
 from dphe_bench.backends.dask_backend import DaskBackend
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.backends.multiprocessing_backend import MultiprocessingBackend
@@ -22,6 +23,7 @@ BACKENDS: dict[str, type[Backend]] = {
     MultiprocessingBackend.name: MultiprocessingBackend,
     DaskBackend.name: DaskBackend,
     NumbaBackend.name: NumbaBackend,
+    CupyBackend.name: CupyBackend,
 }
 DEFAULT_BACKEND = "gmpy2"
 BACKEND_ENV_VAR = "DPHE_BACKEND"

@@ -223,6 +223,17 @@ class Backend(ABC):
 
     def aggregate(self, public_key: PublicKey, batches: Sequence[CiphertextBatch]) -> CiphertextBatch:
         """Element-wise product mod n^2 of equal-length batches: decrypts to the element-wise sum."""
+        self.check_aggregate(public_key, batches)
+        product = batches[0].limbs
+        for batch in batches[1:]:
+            product = self.mulmod(product, batch.limbs, public_key.nsquare)
+        return CiphertextBatch(public_key, product)
+
+
+    @staticmethod
+    def check_aggregate(public_key: PublicKey, batches: Sequence[CiphertextBatch]) -> None:
+        """Raise CiphertextError or KeyMismatchError unless ``batches`` is a non-empty list of equal-length
+        batches under ``public_key``."""
         if not batches:
             raise CiphertextError("aggregate needs at least one batch")
         for batch in batches:
@@ -230,10 +241,6 @@ class Backend(ABC):
         lengths = {len(batch) for batch in batches}
         if len(lengths) != 1:
             raise CiphertextError(f"batches to aggregate have different lengths {sorted(lengths)}")
-        product = batches[0].limbs
-        for batch in batches[1:]:
-            product = self.mulmod(product, batch.limbs, public_key.nsquare)
-        return CiphertextBatch(public_key, product)
 
 
 class IntegerBackend(Backend):

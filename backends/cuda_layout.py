@@ -1,0 +1,186 @@
+"""Host-side layout of the CUDA kernels: configurations, per-modulus constants, exponent digits, randomness.
+
+Nothing here imports CuPy. The kernels (``backends/cuda/*.cu``, shipped as package data) share one number
+of ``limbs`` 32-bit limbs among ``threads_per_number`` threads; a module is compiled per configuration, and
+the smallest configuration that holds the modulus is used (moduli of fewer limbs are zero-padded: the
+Montgomery arithmetic only needs an odd modulus below R = 2^(32 limbs)).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from dphe_bench.limbs import LIMB_BITS, limb_width
+
+POW_WINDOW = 4
+"""Window of the variable-base exponentiation; must match POW_WINDOW in ``bigint.cuh``."""
+THREADS_PER_BLOCK = 256
+KERNEL_NAMES = ("dphe_powmod", "dphe_mulmod", "dphe_walk", "dphe_product")
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """One compiled variant: numbers of ``limbs`` 32-bit limbs, ``threads_per_number`` threads each."""
+
+    limbs: int
+    threads_per_number: int
+
+    @property
+    def max_modulus_bits(self) -> int:
+        return self.limbs * LIMB_BITS
+
+    @property
+    def definitions(self) -> tuple[str, ...]:
+        """The preprocessor definitions that select this variant (for nvcc, NVRTC and the host compiler)."""
+        return (f"-DDPHE_LIMBS={self.limbs}", f"-DDPHE_TPI={self.threads_per_number}")
+
+
+CONFIGS = (
+    KernelConfig(32, 4),  # up to 1024-bit moduli: p^2 of 1024-bit keys
+    KernelConfig(64, 8),  # 2048: n^2 of 1024-bit keys, p^2 of 2048-bit keys
+    KernelConfig(96, 16),  # 3072: p^2 of 3072-bit keys
+    KernelConfig(128, 16),  # 4096: n^2 of 2048-bit keys, p^2 of 4096-bit keys
+    KernelConfig(192, 32),  # 6144: n^2 of 3072-bit keys
+    KernelConfig(256, 32),  # 8192: n^2 of 4096-bit keys
+)
+MAX_MODULUS_BITS = CONFIGS[-1].max_modulus_bits
+
+
+def config_for(modulus: int) -> KernelConfig:
+    """The smallest configuration whose numbers hold ``modulus``; ValueError if it is not odd and > 1."""
+    if modulus <= 1 or modulus % 2 == 0:
+        raise ValueError(f"the CUDA kernels need an odd modulus > 1 (Montgomery arithmetic), got {modulus}")
+    for config in CONFIGS:
+        if modulus.bit_length() <= config.max_modulus_bits:
+            return config
+    raise ValueError(f"the CUDA kernels handle moduli up to {MAX_MODULUS_BITS} bits, got {modulus.bit_length()}")
+
+
+@dataclass(frozen=True)
+class MontgomeryConstants:
+    """What the kernels need for one modulus n under R = 2^(32 limbs): n0inv = -n^-1 mod 2^32, R^2, R^3."""
+
+    modulus: int
+    config: KernelConfig
+
+    @property
+    def words(self) -> int:
+        """Limbs of a value below the modulus (the width of results)."""
+        return limb_width(self.modulus)
+
+    @property
+    def r(self) -> int:
+        return 1 << (LIMB_BITS * self.config.limbs)
+
+    @property
+    def n0inv(self) -> int:
+        return -pow(self.modulus, -1, 1 << LIMB_BITS) % (1 << LIMB_BITS)
+
+    def r_power(self, exponent: int) -> int:
+        """R^exponent mod n."""
+        return pow(self.r, exponent, self.modulus)
+
+    def limbs(self, value: int) -> np.ndarray:
+        """``value`` as one row of ``config.limbs`` uint32 limbs: shape (limbs,)."""
+        return np.frombuffer(value.to_bytes(4 * self.config.limbs, "little"), dtype="<u4").astype(np.uint32)
+
+
+def exponent_digits(exponent: int) -> np.ndarray:
+    """The POW_WINDOW-bit digits of ``exponent`` >= 0, most significant first: uint32 (>= 1,)."""
+    if exponent < 0:
+        raise ValueError(f"exponent must be >= 0, got {exponent}")
+    count = max(1, -(-exponent.bit_length() // POW_WINDOW))
+    mask = (1 << POW_WINDOW) - 1
+    return np.array([(exponent >> (POW_WINDOW * i)) & mask for i in reversed(range(count))], dtype=np.uint32)
+
+
+def random_limbs(count: int, bits: int) -> np.ndarray:
+    """``count`` uniform integers of ``bits`` bits from os.urandom: uint32 (count, ceil(bits / 32))."""
+    width = max(1, -(-bits // LIMB_BITS))
+    limbs = np.frombuffer(os.urandom(4 * width * count), dtype="<u4").astype(np.uint32).reshape(count, width)
+    spare = width * LIMB_BITS - bits
+    if spare:
+        limbs[:, -1] &= np.uint32((1 << (LIMB_BITS - spare)) - 1)
+    return limbs
+
+
+def rows_below(limbs: np.ndarray, bound: int) -> np.ndarray:
+    """For each row of a (count, width) uint32 array, whether its value is below ``bound``: bool (count,)."""
+    count, width = limbs.shape
+    if bound.bit_length() > LIMB_BITS * width:
+        return np.ones(count, dtype=bool)
+    bound_limbs = np.frombuffer(bound.to_bytes(4 * width, "little"), dtype="<u4")
+    below = np.zeros(count, dtype=bool)
+    decided = np.zeros(count, dtype=bool)
+    for k in reversed(range(width)):
+        below |= ~decided & (limbs[:, k] < bound_limbs[k])
+        decided |= limbs[:, k] != bound_limbs[k]
+    return below
+
+
+def random_below(count: int, bound: int) -> np.ndarray:
+    """``count`` integers uniform in [1, bound) by rejection from os.urandom: uint32 (count, limb_width(bound))."""
+    if bound < 2:
+        raise ValueError(f"bound must be >= 2, got {bound}")
+    bits = (bound - 1).bit_length()
+    values = random_limbs(count, bits)
+    while True:
+        rejected = ~rows_below(values, bound) | ~values.any(axis=1)
+        if not rejected.any():
+            return values
+        values[rejected] = random_limbs(int(rejected.sum()), bits)
+
+
+def source_dir() -> Path:
+    """The folder holding the .cu/.cuh sources (package data)."""
+    return Path(str(resources.files("dphe_bench.backends") / "cuda"))
+
+
+def kernel_source() -> str:
+    """The text of the kernels' translation unit (it includes ``bigint.cuh`` from ``source_dir()``)."""
+    return (source_dir() / "paillier_kernels.cu").read_text()
+
+
+@dataclass(frozen=True)
+class KernelResources:
+    """What ptxas reported for one compiled kernel."""
+
+    config: KernelConfig
+    kernel: str
+    registers: int
+    stack_bytes: int
+    spill_store_bytes: int
+    spill_load_bytes: int
+
+
+def nvcc_compile(config: KernelConfig, output: Path, arch: str = "sm_90") -> list[KernelResources]:
+    """Compile the kernels for ``config`` with ``nvcc -cubin -Xptxas -v``; returns ptxas's resource report.
+
+    Raises FileNotFoundError when nvcc is not on PATH and CalledProcessError (with nvcc's output) when the
+    sources do not compile.
+    """
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise FileNotFoundError("nvcc is not on PATH")
+    command = [nvcc, "-cubin", f"-arch={arch}", "-Xptxas", "-v", "-std=c++17", *config.definitions]
+    command += [str(source_dir() / "paillier_kernels.cu"), "-o", str(output)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    return parse_ptxas_report(config, completed.stdout + completed.stderr)
+
+
+_FUNCTION = re.compile(r"Function properties for (\w+)\s*\n\s*(\d+) bytes stack frame, (\d+) bytes spill stores, "
+                       r"(\d+) bytes spill loads\s*\n.*?Used (\d+) registers")
+
+
+def parse_ptxas_report(config: KernelConfig, text: str) -> list[KernelResources]:
+    """The per-kernel lines of ``ptxas -v`` output, in the order ptxas printed them."""
+    return [
+        KernelResources(config, name, int(registers), int(stack), int(stores), int(loads))
+        for name, stack, stores, loads, registers in _FUNCTION.findall(text)
+    ]

@@ -1,0 +1,233 @@
+"""A backend driven by the CUDA kernels of ``backends/cuda``, whatever runs them.
+
+``KernelBackend`` holds everything between Paillier and a kernel launch: per-modulus Montgomery constants,
+exponent digits, widths, fixed-base tables kept on the device, randomness drawn in bulk from os.urandom.
+A ``KernelDevice`` moves arrays and launches kernels: ``CupyDevice`` on a GPU (``cupy_backend``), and the
+test suite's host harness on the CPU, which runs the same kernel sources compiled by the host C++ compiler.
+
+The ``*_on_device`` methods take and return device arrays, so benchmarks can time the kernels alone.
+"""
+
+import operator
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from dphe_bench.backends.base import Backend, djn_exponent_bits
+from dphe_bench.backends.cuda_layout import (
+    KernelConfig,
+    MontgomeryConstants,
+    config_for,
+    exponent_digits,
+    random_below,
+    random_limbs,
+)
+from dphe_bench.backends.fixed_base import FixedBaseTable
+from dphe_bench.batch import CiphertextBatch
+from dphe_bench.limbs import ints_to_limbs, limb_width
+from dphe_bench.paillier import PublicKey
+
+MAX_CACHED_MODULI = 64
+MAX_CACHED_TABLES = 4
+
+
+class KernelDevice(Protocol):
+    """Moves uint32 arrays to and from a device and launches the kernels of ``paillier_kernels.cu``."""
+
+    def to_device(self, array: np.ndarray) -> Any:
+        """A device copy of a C-contiguous uint32 array."""
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """A host copy of a device array (waits for the kernels that write it)."""
+
+    def empty(self, shape: tuple[int, ...]) -> Any:
+        """A new uint32 device array."""
+
+    def launch(self, config: KernelConfig, kernel: str, count: int, arguments: tuple) -> None:
+        """Run ``kernel`` of ``config``'s module over ``count`` numbers. Arguments are device arrays,
+        ``numpy.int32`` and ``numpy.uint32`` scalars, in the kernel's order."""
+
+
+class _Modulus:
+    """A modulus's constants, uploaded once: the modulus, R^2 and R^3, and R^k on demand."""
+
+    def __init__(self, modulus: int, device: KernelDevice):
+        self.constants = MontgomeryConstants(modulus, config_for(modulus))
+        self.config = self.constants.config
+        self.words = self.constants.words
+        self.n0inv = np.uint32(self.constants.n0inv)
+        self._device = device
+        self.modulus = device.to_device(self.constants.limbs(modulus))
+        self.r2 = device.to_device(self.constants.limbs(self.constants.r_power(2)))
+        self.r3 = device.to_device(self.constants.limbs(self.constants.r_power(3)))
+        self._r_powers: dict[int, Any] = {}
+
+    def r_power(self, exponent: int) -> Any:
+        """R^exponent mod n on the device."""
+        if exponent not in self._r_powers:
+            self._r_powers[exponent] = self._device.to_device(self.constants.limbs(self.constants.r_power(exponent)))
+        return self._r_powers[exponent]
+
+
+def _check_limbs(limbs: np.ndarray, what: str) -> np.ndarray:
+    """A C-contiguous (count, width) uint32 array, or ValueError naming ``what``."""
+    array = np.asarray(limbs)
+    if array.ndim != 2 or array.dtype != np.uint32:
+        raise ValueError(f"{what} must be a (count, width) uint32 limb array, got {array.dtype} {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+class KernelBackend(Backend):
+    """Paillier on the CUDA kernels; subclasses supply the ``KernelDevice``."""
+
+    def __init__(self, device: KernelDevice, **options: object):
+        super().__init__(**options)
+        self._device = device
+        self._moduli: dict[int, _Modulus] = {}
+        self._tables: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}
+
+    def _modulus(self, modulus: int) -> _Modulus:
+        context = self._moduli.get(modulus)
+        if context is None:
+            context = _Modulus(operator.index(modulus), self._device)
+            if len(self._moduli) >= MAX_CACHED_MODULI:
+                self._moduli.pop(next(iter(self._moduli)))
+            self._moduli[modulus] = context
+        return context
+
+    # Device-resident operations (arrays stay on the device).
+
+    def powmod_on_device(self, bases: Any, width: int, count: int, exponent: int, modulus: int) -> Any:
+        """bases^exponent mod modulus for ``count`` device rows of ``width`` <= 2 * config.limbs words.
+
+        Returns a (count, limb_width(modulus)) device array.
+        """
+        context = self._modulus(modulus)
+        if width > 2 * context.config.limbs:
+            raise ValueError(
+                f"bases of {width} limbs are too wide for a {modulus.bit_length()}-bit modulus "
+                f"(at most {2 * context.config.limbs})"
+            )
+        digits = exponent_digits(operator.index(exponent))
+        out = self._device.empty((count, context.words))
+        if count:
+            arguments = (
+                *(bases, np.int32(width), out, np.int32(context.words), np.int32(count)),
+                *(context.modulus, context.n0inv, context.r2, context.r3),
+                *(self._device.to_device(digits), np.int32(len(digits))),
+            )
+            self._device.launch(context.config, "dphe_powmod", count, arguments)
+        return out
+
+    def mulmod_on_device(self, a: Any, a_width: int, b: Any, b_width: int, count: int, modulus: int) -> Any:
+        """a[i] * b[i] mod modulus for ``count`` device rows of at most config.limbs words each."""
+        context = self._modulus(modulus)
+        widest = max(a_width, b_width)
+        if widest > context.config.limbs:
+            raise ValueError(
+                f"operands of {widest} limbs are too wide for a {modulus.bit_length()}-bit modulus "
+                f"(at most {context.config.limbs})"
+            )
+        out = self._device.empty((count, context.words))
+        if count:
+            arguments = (
+                *(a, np.int32(a_width), b, np.int32(b_width), out, np.int32(context.words), np.int32(count)),
+                *(context.modulus, context.n0inv, context.r2),
+            )
+            self._device.launch(context.config, "dphe_mulmod", count, arguments)
+        return out
+
+    def walk_on_device(self, table: FixedBaseTable, exponents: Any, exponent_width: int, count: int) -> Any:
+        """Fixed-base powers from ``table`` for ``count`` device rows of exponent limbs."""
+        context = self._modulus(table.modulus)
+        out = self._device.empty((count, context.words))
+        if count:
+            arguments = (
+                *(self._device_table(table), np.int32(table.entries.shape[2]), np.int32(table.window_bits)),
+                *(np.int32(table.windows), exponents, np.int32(exponent_width), out, np.int32(context.words)),
+                *(np.int32(count), context.modulus, context.n0inv, context.r_power(table.windows)),
+            )
+            self._device.launch(context.config, "dphe_walk", count, arguments)
+        return out
+
+    def product_on_device(self, values: Any, rows: int, count: int, width: int, modulus: int) -> Any:
+        """Column products mod modulus of a (rows, count, width) device array of values below modulus."""
+        context = self._modulus(modulus)
+        out = self._device.empty((count, context.words))
+        if count:
+            arguments = (
+                *(values, np.int32(width), np.int32(rows), out, np.int32(context.words), np.int32(count)),
+                *(context.modulus, context.n0inv, context.r_power(rows)),
+            )
+            self._device.launch(context.config, "dphe_product", count, arguments)
+        return out
+
+    def _device_table(self, table: FixedBaseTable) -> Any:
+        """The table's entries on the device, uploaded once per table (a few are kept)."""
+        key = (table.modulus, id(table.entries))
+        cached = self._tables.get(key)
+        if cached is None or cached[0] is not table.entries:
+            if len(self._tables) >= MAX_CACHED_TABLES:
+                self._tables.pop(next(iter(self._tables)))
+            entries = np.ascontiguousarray(table.entries, dtype=np.uint32)
+            cached = self._tables[key] = (table.entries, self._device.to_device(entries))
+        return cached[1]
+
+    # The Backend primitives, on host arrays.
+
+    def powmod(self, bases: np.ndarray, exponent: int, modulus: int) -> np.ndarray:
+        """bases[i] ** exponent mod modulus (odd, > 1); bases of up to twice the modulus's configured limbs."""
+        exponent = operator.index(exponent)
+        if exponent < 0:
+            raise ValueError(f"exponent must be >= 0, got {exponent}")
+        bases = _check_limbs(bases, "bases")
+        count, width = bases.shape
+        return self._device.to_host(
+            self.powmod_on_device(self._device.to_device(bases), width, count, exponent, modulus)
+        )
+
+    def mulmod(self, a: np.ndarray, b: np.ndarray, modulus: int) -> np.ndarray:
+        """a[i] * b[i] mod modulus (odd, > 1). Returns uint32 (count, limb_width(modulus))."""
+        a, b = _check_limbs(a, "a"), _check_limbs(b, "b")
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"a and b must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
+        device = self._device
+        a_device, b_device = device.to_device(a), device.to_device(b)
+        return device.to_host(self.mulmod_on_device(a_device, a.shape[1], b_device, b.shape[1], len(a), modulus))
+
+    def fixed_base_powmod(self, table: FixedBaseTable, exponents: Sequence[int]) -> np.ndarray:
+        """Walk ``table`` for every exponent in one launch. Returns uint32 (count, limb_width(modulus))."""
+        exponents = list(exponents)
+        if exponents and (min(exponents) < 0 or max(exponents).bit_length() > table.exponent_bits):
+            raise ValueError(f"exponents must be in [0, 2**{table.exponent_bits}) for this table")
+        limbs = ints_to_limbs(exponents, limb_width(1 << table.exponent_bits))
+        return self._walk(table, limbs)
+
+    def _walk(self, table: FixedBaseTable, exponent_limbs: np.ndarray) -> np.ndarray:
+        count, width = exponent_limbs.shape
+        device = self._device
+        return device.to_host(self.walk_on_device(table, device.to_device(exponent_limbs), width, count))
+
+    def djn_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
+        """hs^a mod n^2 with a uniform of ceil(n_bits / 2) bits drawn in bulk from os.urandom."""
+        table = self.djn_table(public_key)
+        return self._walk(table, random_limbs(count, djn_exponent_bits(public_key)))
+
+    def standard_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
+        """r^n mod n^2 with r uniform in [1, n) drawn in bulk from os.urandom.
+
+        r is not checked for coprimality with n: an r sharing a factor with n has probability below
+        2^(1 - n_bits / 2) and would itself factor n.
+        """
+        n, nsquare = public_key.n, public_key.nsquare
+        return self.powmod(random_below(count, n), n, nsquare)
+
+    def aggregate(self, public_key: PublicKey, batches: Sequence[CiphertextBatch]) -> CiphertextBatch:
+        """Element-wise product mod n^2 of equal-length batches, all batches in one launch."""
+        self.check_aggregate(public_key, batches)
+        stacked = np.ascontiguousarray(np.stack([batch.limbs for batch in batches]))
+        rows, count, width = stacked.shape
+        nsquare = public_key.nsquare
+        product = self.product_on_device(self._device.to_device(stacked), rows, count, width, nsquare)
+        return CiphertextBatch(public_key, self._device.to_host(product))
