@@ -73,19 +73,26 @@ def kill_child(child: Child) -> None:
     child.process.wait()
 
 
-def stop_child(child: Child, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after ``timeout`` seconds."""
-    _signal_group(child, signal.SIGTERM)
+def stop_children(children: list[Child], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM every child's process group at once, then SIGKILL whatever is left after ``timeout`` seconds."""
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    if not _wait_until_gone(children, timeout):
+        for child in children:
+            _signal_group(child, signal.SIGKILL)
+        _wait_until_gone(children, timeout)
+    for child in children:
+        child.process.wait()
+
+
+def _wait_until_gone(children: list[Child], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for every child's process group to vanish; whether they all did."""
     deadline = time.monotonic() + timeout
-    while _group_alive(child) and time.monotonic() < deadline:
-        child.process.poll()
+    while any(_group_alive(child) for child in children):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
-    if _group_alive(child):
-        _signal_group(child, signal.SIGKILL)
-    child.process.wait()
-    deadline = time.monotonic() + timeout
-    while _group_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    return True
 
 
 def _signal_group(child: Child, signum: int) -> None:
@@ -95,6 +102,7 @@ def _signal_group(child: Child, signum: int) -> None:
 
 
 def _group_alive(child: Child) -> bool:
+    child.process.poll()  # reap the leader once it exits, so that its group can vanish
     try:
         os.killpg(child.process.pid, 0)
     except ProcessLookupError:
