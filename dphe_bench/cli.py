@@ -155,6 +155,28 @@ def _build_parser() -> argparse.ArgumentParser:
         "--insecure-local-test", action="store_true", help="serve plain HTTP, on a loopback address only"
     )
     keyserver.set_defaults(handler=_keyserver)
+
+    flower_app = commands.add_parser(
+        "flower-app",
+        help="write the Flower app folder for `flwr run` (a deployment across machines)",
+        description="Writes DIR/pyproject.toml: the aggregator's ServerApp and the users' ClientApp (both from "
+        "the installed dphe-bench), the pipeline config and the aggregator's settings as the run config. Every "
+        "node receives the run config: it names the aggregator's token file but holds no token.",
+    )
+    _add_config_options(flower_app)
+    flower_app.add_argument("--out", required=True, metavar="DIR", help="the app folder to write")
+    flower_app.add_argument("--keyserver-url", required=True, metavar="URL", help="https://host:port of the key server")
+    flower_app.add_argument(
+        "--aggregator-token-file", required=True, metavar="FILE", help="aggregator.token on the aggregator's machine"
+    )
+    flower_app.add_argument(
+        "--aggregator-ca-file", default="", metavar="FILE", help="CA bundle for the key server (default: the system's)"
+    )
+    flower_app.add_argument("--round-timeout", type=float, default=300.0, metavar="S", help="seconds per round")
+    flower_app.add_argument(
+        "--results-file", default="", metavar="FILE", help="where the aggregator writes its per-round record (JSON)"
+    )
+    flower_app.set_defaults(handler=_flower_app)
     return parser
 
 
@@ -360,6 +382,26 @@ def _keyserver(args: argparse.Namespace) -> int:
             print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
         finally:
             server.server_close()
+    return 0
+
+
+def _flower_app(args: argparse.Namespace) -> int:
+    from dphe_bench.deploy.flower_app import write_flower_app
+    from dphe_bench.deploy.keyclient import check_url
+    from dphe_bench.deploy.runconfig import check_deployable
+
+    config = load_config(args.config, args.overrides)
+    check_deployable(config)
+    path = write_flower_app(
+        Path(args.out),
+        config,
+        keyserver_url=check_url(args.keyserver_url),
+        aggregator_token_file=args.aggregator_token_file,
+        aggregator_ca_file=args.aggregator_ca_file,
+        round_timeout=args.round_timeout,
+        results_file=args.results_file,
+    )
+    print(f"flower-app: wrote {path}; run it with: flwr run {args.out} <superlink connection> --stream")
     return 0
 
 

@@ -32,7 +32,7 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from dphe_bench.backends import get_backend, resolve_backend_name
 from dphe_bench.config import backend_options
 from dphe_bench.deploy.keyclient import KeyServerClient, read_token
-from dphe_bench.deploy.runconfig import config_from_run_config
+from dphe_bench.deploy.runconfig import check_deployable, config_from_run_config
 from dphe_bench.errors import ConfigError, DpheError, ProtocolError
 from dphe_bench.files import write_text_atomically
 from dphe_bench.schemes import Aggregator, get_scheme
@@ -202,6 +202,7 @@ def main(grid: Grid, context: Context) -> None:
     """Fetch the aggregator's setup from the key server and run the federation's rounds."""
     settings = AggregatorSettings.from_run_config(context.run_config)
     config = config_from_run_config(context.run_config)
+    check_deployable(config)
     key_server = KeyServerClient(settings.keyserver_url, read_token(settings.token_file), settings.ca_file)
     backend_name = resolve_backend_name(None, config.crypto.backend)
     with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:

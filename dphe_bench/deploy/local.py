@@ -35,7 +35,7 @@ from dphe_bench.deploy.processes import (
     stop_children,
     wait_for_port,
 )
-from dphe_bench.deploy.runconfig import config_to_toml
+from dphe_bench.deploy.runconfig import check_deployable, config_to_toml
 from dphe_bench.errors import ConfigError
 
 HOST = "127.0.0.1"
@@ -107,11 +107,7 @@ class LocalFederation:
     """
 
     def __init__(self, config: Config, run_dir: Path, round_timeout: float = 300.0):
-        if config.federation.dropout:
-            raise ConfigError(
-                "federation.dropout simulates dropouts inside one process; in a deployment nodes drop out "
-                "for real: set it to 0"
-            )
+        check_deployable(config)
         if round_timeout <= 0:
             raise ConfigError(f"the round timeout must be > 0 seconds, got {round_timeout}")
         backend = resolve_backend_name(None, config.crypto.backend)

@@ -12,6 +12,15 @@ from dphe_bench.errors import ConfigError
 PREFIX = "dphe."
 
 
+def check_deployable(config: Config) -> None:
+    """A deployment has no simulated dropouts (nodes drop out for real): refuse ``federation.dropout`` > 0."""
+    if config.federation.dropout:
+        raise ConfigError(
+            "federation.dropout simulates dropouts inside one process; in a deployment nodes drop out for real: "
+            "set it to 0"
+        )
+
+
 def config_to_sections(config: Config) -> dict[str, dict[str, Any]]:
     """``{section: {key: value}}`` of ``config`` without the unset (None) options."""
     return {
