@@ -14,12 +14,14 @@ from cli_helpers import call_cli
 from dphe_bench.config import load_config
 from dphe_bench.deploy.local import LocalFederation
 from dphe_bench.deploy.partition import load_partition, load_run_dataset, model_dimension
+from dphe_bench.deploy.processes import DeploymentError
 from dphe_bench.pipeline import run_pipeline
 from dphe_bench.simulation import Federation
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow, pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")]
 
-OVERRIDES = ["federation.users=3", "federation.rounds=2", "crypto.key_bits=1024", "crypto.backend='gmpy2'"]
+CRYPTO = ["crypto.key_bits=1024", "crypto.backend='gmpy2'"]
+OVERRIDES = ["federation.users=3", "federation.rounds=2", *CRYPTO]
 
 
 def _processes_of(run_dir: Path) -> list[int]:
@@ -92,3 +94,29 @@ def test_a_node_dying_mid_run_does_not_stop_the_round(tmp_path):
         local = {u: trainers[u].train(partitions[u].X, partitions[u].y, average) for u in present}
         average = simulation.run_round(local).mean
     np.testing.assert_array_equal(result.average, average)
+
+
+def test_a_node_whose_client_app_fails_is_a_dropout(tmp_path):
+    """Node 2 holds user 1's token: its ClientApp refuses to run, the aggregator gets an error reply."""
+    config = load_config(None, ["federation.users=3", "federation.rounds=1", *CRYPTO])
+    with LocalFederation(config, tmp_path / "run", round_timeout=60) as federation:
+        tokens = tmp_path / "run" / "tokens"
+        (tokens / "user-2.token").write_text((tokens / "user-1.token").read_text())
+        result = federation.run()
+    assert _processes_of(tmp_path / "run") == []
+    (record,) = result.rounds
+    assert record["contributors"] == [0, 1]
+    (dropped,) = record["dropped"]
+    assert "belongs to user 1, but this node's partition-id is 2" in dropped["reason"]
+
+
+def test_a_failing_aggregator_stops_the_run_with_its_log(tmp_path):
+    config = load_config(None, ["federation.users=2", "federation.rounds=1", *CRYPTO])
+    with (
+        pytest.raises(DeploymentError, match=r"(?s)after 0 of 1 published rounds.*cannot read the key server token"),
+        LocalFederation(config, tmp_path / "run", round_timeout=60) as federation,
+    ):
+        (tmp_path / "run" / "tokens" / "aggregator.token").unlink()
+        federation.run()
+    assert _processes_of(tmp_path / "run") == []
+    assert all(child.process.returncode is not None for child in federation.children)

@@ -238,6 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
+        if self.path in (f"{API}/health", f"{API}/status"):
+            return  # polled: not worth a line each
         print(f"keyserver: {self.address_string()} {format % args}", flush=True)
 
     def do_GET(self) -> None:

@@ -10,7 +10,6 @@ of each round). Every process started here is stopped on exit, on errors and on 
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -74,13 +73,10 @@ class LocalRunResult:
 
 
 def _executable(name: str) -> str:
-    """The path of a console script installed next to this Python (flwr's commands)."""
+    """A console script of flwr installed next to this Python (the apps it runs import dphe_bench from here)."""
     path = Path(sys.executable).parent / name
     if not path.exists():
-        found = shutil.which(name)
-        if found is None:
-            raise DeploymentError(f"{name} is not installed: pip install 'dphe-bench[flower]'")
-        return found
+        raise DeploymentError(f"{path} does not exist: install the flower extra, pip install 'dphe-bench[flower]'")
     return str(path)
 
 
@@ -119,6 +115,8 @@ class LocalFederation:
         self.keyserver: Child | None = None
         self.superlink: Child | None = None
         self.supernodes: dict[int, Child] = {}
+        self.keyserver_url = ""
+        self.superlink_address = ""
         self._children: list[Child] = []
         self.startup_s = 0.0
 
