@@ -143,8 +143,13 @@ def source_dir() -> Path:
 
 
 def kernel_source() -> str:
-    """The text of the kernels' translation unit (it includes ``bigint.cuh`` from ``source_dir()``)."""
-    return (source_dir() / "paillier_kernels.cu").read_text()
+    """The kernels' translation unit with ``bigint.cuh`` pasted in place of its #include, so that the text
+    alone determines the compiled code (CuPy's kernel cache is keyed by the source text and options)."""
+    kernels = (source_dir() / "paillier_kernels.cu").read_text()
+    include = '#include "bigint.cuh"'
+    if include not in kernels:
+        raise RuntimeError(f"paillier_kernels.cu no longer contains {include!r}")
+    return kernels.replace(include, (source_dir() / "bigint.cuh").read_text())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dphe_bench.backends.cuda_layout import THREADS_PER_BLOCK, KernelConfig, kernel_source, source_dir
+from dphe_bench.backends.cuda_layout import THREADS_PER_BLOCK, KernelConfig, kernel_source
 from dphe_bench.backends.kernel_backend import KernelBackend
 
 
@@ -42,7 +42,7 @@ class CupyDevice:
         """The compiled module for ``config`` (compiled on first use, then from CuPy's kernel cache)."""
         module = self._modules.get(config)
         if module is None:
-            options = ("-std=c++17", f"-I{source_dir()}", *config.definitions)
+            options = ("-std=c++17", *config.definitions)
             module = self._cupy.RawModule(code=kernel_source(), options=options)
             self._modules[config] = module
         return module
