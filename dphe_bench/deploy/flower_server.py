@@ -101,6 +101,7 @@ class DpheStrategy(Strategy):
         self.connect_timeout = connect_timeout
         self.rounds: list[dict[str, Any]] = []
         self._round_start = 0.0
+        self._messages: list[Message] = []
         self._sent: dict[int, int] = {}
 
     def summary(self) -> None:
@@ -116,6 +117,7 @@ class DpheStrategy(Strategy):
             Message(RecordDict({RECORD: ConfigRecord({"round": round_index})}), node_id, MessageType.TRAIN)
             for node_id in node_ids
         ]
+        self._messages = messages
         self._sent = {message.metadata.dst_node_id: wire_bytes(message) for message in messages}
         log(INFO, "round %d: asked %d nodes for an update", round_index, len(messages))
         return messages
@@ -124,30 +126,33 @@ class DpheStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         round_index = server_round - 1
+        # Flower sets each message's id when it pushes it; an error reply may come from the SuperLink itself.
+        node_of = {message.metadata.message_id: message.metadata.dst_node_id for message in self._messages}
         nodes: dict[str, dict[str, Any]] = {}
         dropped: list[dict[str, Any]] = []
         for reply in replies:
-            node_id = reply.metadata.src_node_id
+            node_id = node_of[reply.metadata.reply_to_message_id]
             if reply.has_error():
                 dropped.append({"node_id": node_id, "reason": f"error {reply.error.code}: {reply.error.reason}"})
                 continue
             try:
                 record = reply.content[RECORD]
-                self.aggregator.receive(record["update"])
-            except (DpheError, KeyError, TypeError) as exc:
-                dropped.append({"node_id": node_id, "reason": f"update rejected: {exc}"})
+                update = record["update"]
+                report = {
+                    "node_id": node_id,
+                    "update_bytes": len(update),
+                    "flower_reply_bytes": wire_bytes(reply),
+                    "flower_instruction_bytes": self._sent[node_id],
+                    "keyserver_bytes": int(record["keyserver-bytes"]),
+                    "train_s": float(record["train-s"]),
+                    "encrypt_s": float(record["encrypt-s"]),
+                    "ciphertexts": int(record["ciphertexts"]),
+                }
+                self.aggregator.receive(update)
+            except (DpheError, KeyError, TypeError, ValueError) as exc:
+                dropped.append({"node_id": node_id, "reason": f"update rejected: {exc!r}"})
                 continue
-            user_id = self.aggregator.contributors[-1]
-            nodes[str(user_id)] = {
-                "node_id": node_id,
-                "update_bytes": len(record["update"]),
-                "flower_reply_bytes": wire_bytes(reply),
-                "flower_instruction_bytes": self._sent.get(node_id, 0),
-                "keyserver_bytes": int(record["keyserver-bytes"]),
-                "train_s": float(record["train-s"]),
-                "encrypt_s": float(record["encrypt-s"]),
-                "ciphertexts": int(record["ciphertexts"]),
-            }
+            nodes[str(self.aggregator.contributors[-1])] = report
         replied = {entry["node_id"] for entry in dropped} | {entry["node_id"] for entry in nodes.values()}
         dropped += [
             {"node_id": n, "reason": "no reply before the round timeout"} for n in self._sent if n not in replied
