@@ -118,3 +118,14 @@ def test_serve_refuses_simulated_dropouts_and_used_run_folders(tmp_path):
     code, _, err = call_cli(["serve", "--run-dir", str(tmp_path / "b")])
     assert code == 2 and "is not empty" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_flower_app_command_writes_the_app_and_refuses_plain_http(tmp_path):
+    args = ["flower-app", "--set", "federation.users=4", "--aggregator-token-file", "/secure/aggregator.token"]
+    code, _, err = call_cli([*args, "--keyserver-url", "http://10.0.0.7:8443", "--out", str(tmp_path / "a")])
+    assert code == 2 and "plain http to another machine" in err
+    assert not (tmp_path / "a").exists()
+    code, out, _ = call_cli([*args, "--keyserver-url", "https://keys.example.org:8443", "--out", str(tmp_path / "b")])
+    assert code == 0 and "flwr run" in out
+    text = (tmp_path / "b" / "pyproject.toml").read_text()
+    assert 'keyserver-url = "https://keys.example.org:8443"' in text and "users = 4" in text

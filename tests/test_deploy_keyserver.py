@@ -2,8 +2,11 @@
 
 import datetime
 import ipaddress
+import os
 import stat
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from dphe_bench.deploy.keyserver import (
     start_key_server,
     token_filename,
 )
+from dphe_bench.deploy.processes import free_ports, start_child, stop_children
 from dphe_bench.schemes import get_scheme
 from dphe_bench.simulation import Federation
 
@@ -232,3 +236,32 @@ def test_key_server_over_tls(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_keyserver_command_serves_over_tls_until_terminated(tmp_path):
+    """``dphe-bench keyserver`` as its own process: TLS, tokens, setup for a user, a clean stop on SIGTERM."""
+    certfile, keyfile = _self_signed(tmp_path)
+    port = free_ports(1)[0]
+    argv = [
+        sys.executable, "-m", "dphe_bench.cli", "keyserver", "--set", "federation.users=2",
+        "--set", "crypto.key_bits=1024", "--dimension", "12", "--port", str(port),
+        "--tokens-dir", str(tmp_path / "tokens"), "--tls-cert", certfile, "--tls-key", keyfile,
+    ]  # fmt: skip
+    child = start_child("keyserver", argv, tmp_path / "keyserver.log", dict(os.environ))
+    try:
+        client = KeyServerClient(f"https://127.0.0.1:{port}", None, ca_file=certfile, timeout=5)
+        deadline = time.monotonic() + 60
+        while True:
+            assert child.running(), child.log_tail()
+            try:
+                assert client.status()["users"] == 2
+                break
+            except KeyServerError:
+                assert time.monotonic() < deadline, child.log_tail()
+                time.sleep(0.2)
+        client.token = read_token(tmp_path / "tokens" / "user-0.token")
+        assert get_scheme("dphe").user(client.setup(), get_backend("gmpy2")).user_id == 0
+    finally:
+        stop_children([child])
+    assert child.process.returncode == 0
+    assert "stopped after 0 published rounds" in child.log_tail()
