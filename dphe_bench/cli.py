@@ -1,7 +1,7 @@
 """The ``dphe-bench`` command line: ``run`` (the learning pipeline), ``sweep`` (the crypto grid), ``report``
 (tables and figures from results), ``throughput`` (encryptions per second per backend and obfuscation mode),
-``backends`` (what can run here), ``serve`` (a local Flower federation) and ``keyserver`` (the key generator
-as a network service)."""
+``backends`` (what can run here), ``serve`` (a local Flower federation), ``keyserver`` (the key generator
+as a network service) and ``flower-app`` (the Flower app folder for a deployment across machines)."""
 
 import argparse
 import csv
