@@ -263,6 +263,22 @@ DPHE_FN void subtract_if_not_less(const Group& g, Slice t, u32 hi, const Slice n
 
 /* ---- Modular arithmetic. ---- */
 
+/* t += x * word in every lane, the carry out of each lane's slice added to its pending carry; low gets
+ * each lane's new lowest word. */
+DPHE_FN void multiply_accumulate(Slice t, const Slice x, u32 word, LaneWide pending, LaneWord low) {
+    FOR_LANES(l) {
+        u64 carry = 0;
+        DPHE_UNROLL
+        for (int j = 0; j < LPL; ++j) {
+            u64 product = (u64)x[l][j] * word + t[l][j] + carry;
+            t[l][j] = (u32)product;
+            carry = product >> 32;
+        }
+        pending[l] += carry;
+        low[l] = t[l][0];
+    }
+}
+
 /* r = a * b / R mod n, for a < R and b < n (so the sum before the last subtraction is below 2n).
  * r may be the same array as a or b. */
 DPHE_FN void mont_mul(const Group& g, Slice r, const Slice a, const Slice b, const Slice n, u32 n0inv) {
@@ -279,29 +295,9 @@ DPHE_FN void mont_mul(const Group& g, Slice r, const Slice a, const Slice b, con
         for (int i = 0; i < LPL; ++i) {
             FOR_LANES(l) column[l] = b[l][i];
             u32 b_word = group_broadcast(g, column, owner);
-            FOR_LANES(l) {
-                u64 carry = 0;
-                DPHE_UNROLL
-                for (int j = 0; j < LPL; ++j) {
-                    u64 product = (u64)a[l][j] * b_word + t[l][j] + carry;
-                    t[l][j] = (u32)product;
-                    carry = product >> 32;
-                }
-                pending[l] += carry;
-                column[l] = t[l][0];
-            }
+            multiply_accumulate(t, a, b_word, pending, column);
             u32 q = group_broadcast(g, column, 0) * n0inv;
-            FOR_LANES(l) {
-                u64 carry = 0;
-                DPHE_UNROLL
-                for (int j = 0; j < LPL; ++j) {
-                    u64 product = (u64)n[l][j] * q + t[l][j] + carry;
-                    t[l][j] = (u32)product;
-                    carry = product >> 32;
-                }
-                pending[l] += carry;
-                column[l] = t[l][0];
-            }
+            multiply_accumulate(t, n, q, pending, column);
             /* Lane 0's low word is now zero: shift the accumulator down one word. A lane's pending carry
              * sat at the next lane's first word, which now moves into this lane's top word. */
             group_from_next(g, column, next);
