@@ -1,4 +1,5 @@
-"""The CUDA kernels on the CPU: ``backends/cuda/host_harness.cpp`` built with the host C++ compiler.
+"""The CUDA kernels on the CPU: ``backends/cuda/host_harness.cpp`` built with the host C++ compiler, and
+the kernels' device form on ``tests/warp_emulator.cpp``.
 
 ``bigint.cuh`` runs a group's lanes in lockstep when compiled for the host, so these are the kernels'
 arithmetic, lane exchanges included. ``HostKernelBackend`` is the ``cupy`` backend's driver
@@ -23,15 +24,27 @@ def host_compiler() -> str | None:
 
 
 def build_harness(config: KernelConfig, folder: Path) -> ctypes.CDLL:
-    """Compile and load the harness for ``config`` (once per source version and folder)."""
-    sources = [source_dir() / "bigint.cuh", source_dir() / "host_harness.cpp"]
+    """Compile and load the host harness for ``config`` (once per source version and folder)."""
+    return _build(config, folder, source_dir() / "host_harness.cpp", ["-std=c++17", "-Werror"])
+
+
+def build_warp_emulator(config: KernelConfig, folder: Path) -> ctypes.CDLL:
+    """Compile and load the warp emulator (the kernels' device form on OS threads) for ``config``."""
+    return _build(config, folder, Path(__file__).with_name("warp_emulator.cpp"), ["-std=c++20", "-pthread"])
+
+
+def _build(config: KernelConfig, folder: Path, main_source: Path, flags: list[str]) -> ctypes.CDLL:
+    sources = [source_dir() / "bigint.cuh", source_dir() / "paillier_kernels.cu", main_source]
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
-    library = folder / f"harness_{config.limbs}_{config.threads_per_number}_{digest}.so"
+    library = folder / f"{main_source.stem}_{config.limbs}_{config.threads_per_number}_{digest}.so"
     if not library.exists():
-        command = [host_compiler(), "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
-        command += [*config.definitions, str(sources[1]), "-o", str(library)]
+        command = [host_compiler(), "-O2", *flags, "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-shared", "-fPIC"]
+        command += [f"-I{source_dir()}", *config.definitions, str(main_source), "-o", str(library)]
         subprocess.run(command, check=True, capture_output=True, text=True)
-    return ctypes.CDLL(str(library))
+    library_handle = ctypes.CDLL(str(library))
+    built = (library_handle.dphe_limbs(), library_handle.dphe_threads_per_number())
+    assert built == (config.limbs, config.threads_per_number)
+    return library_handle
 
 
 def _argument(value: object) -> object:
@@ -64,16 +77,33 @@ class HostHarnessDevice:
 
     def library(self, config: KernelConfig) -> ctypes.CDLL:
         if config not in self.libraries:
-            library = build_harness(config, self.folder)
-            built = (library.dphe_limbs(), library.dphe_threads_per_number())
-            assert built == (config.limbs, config.threads_per_number)
-            self.libraries[config] = library
+            self.libraries[config] = build_harness(config, self.folder)
         return self.libraries[config]
 
     def launch(self, config: KernelConfig, kernel: str, count: int, arguments: tuple) -> None:
         assert kernel in KERNEL_NAMES
         self.launches.append((config, kernel, count))
         getattr(self.library(config), kernel)(*(_argument(value) for value in arguments))
+
+
+class WarpEmulatorDevice(HostHarnessDevice):
+    """A ``KernelDevice`` that runs the kernels' device form on the warp emulator, ``threads`` per block."""
+
+    def __init__(self, folder: Path, threads: int = 64):
+        super().__init__(folder)
+        self.threads = threads
+
+    def library(self, config: KernelConfig) -> ctypes.CDLL:
+        if config not in self.libraries:
+            self.libraries[config] = build_warp_emulator(config, self.folder)
+        return self.libraries[config]
+
+    def launch(self, config: KernelConfig, kernel: str, count: int, arguments: tuple) -> None:
+        assert kernel in KERNEL_NAMES
+        self.launches.append((config, kernel, count))
+        blocks = -(-count // (self.threads // config.threads_per_number))
+        emulate = getattr(self.library(config), f"emulate_{kernel}")
+        emulate(ctypes.c_int(blocks), ctypes.c_int(self.threads), *(_argument(value) for value in arguments))
 
 
 class HostKernelBackend(KernelBackend):
@@ -83,6 +113,19 @@ class HostKernelBackend(KernelBackend):
 
     def __init__(self, folder: Path, **options: object):
         super().__init__(HostHarnessDevice(folder), **options)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None if host_compiler() else "no host C++ compiler"
+
+
+class WarpEmulatorBackend(KernelBackend):
+    """The ``cupy`` backend's driver on the warp emulator (not registered: for tests)."""
+
+    name = "cuda-warp-emulator"
+
+    def __init__(self, folder: Path, **options: object):
+        super().__init__(WarpEmulatorDevice(folder), **options)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

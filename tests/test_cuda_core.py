@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import phe
 import pytest
-from cuda_host import HostKernelBackend, build_harness, host_compiler
+from cuda_host import HostKernelBackend, WarpEmulatorBackend, build_harness, host_compiler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -264,6 +264,33 @@ def test_every_launch_uses_the_configuration_of_its_modulus(harness_folder, keyp
     launched = {(config.limbs, kernel) for config, kernel, _ in backend._device.launches}
     # n^2 (2048 bits) runs on 64 limbs; the CRT halves p^2, q^2 (1024 bits) on 32.
     assert launched == {(64, "dphe_powmod"), (64, "dphe_mulmod"), (32, "dphe_powmod")}
+
+
+# ---- The kernels' device form (warp shuffles and ballots, group set-up, tails) on the warp emulator. ----
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [1024, 3072, 6144], ids=lambda bits: f"{bits}-bit")
+def test_device_code_on_the_warp_emulator(harness_folder, bits):
+    """Each emulated warp is 32 OS threads; 3 numbers in blocks of 64 threads leave idle groups in the tail."""
+    emulated = WarpEmulatorBackend(harness_folder)
+    modulus = edge_moduli(bits)[3]
+    width = limb_width(modulus)
+    a = [modulus - 1, *(secrets.randbelow(modulus) for _ in range(2))]
+    b = [modulus - 2, *(secrets.randbelow(modulus) for _ in range(2))]
+    product = emulated.mulmod(ints_to_limbs(a, width), ints_to_limbs(b, width), modulus)
+    assert limbs_to_ints(product) == [x * y % modulus for x, y in zip(a, b, strict=True)]
+    stacked = np.stack([ints_to_limbs(a, width), ints_to_limbs(b, width)])
+    columns = emulated.product_on_device(stacked, 2, 3, width, modulus)
+    assert limbs_to_ints(columns) == limbs_to_ints(product)
+    if bits > 1024:
+        return
+    wide = [secrets.randbits(64 * config_for(modulus).limbs) for _ in range(3)]
+    powers = emulated.powmod(ints_to_limbs(wide, 2 * config_for(modulus).limbs), 0x1F, modulus)
+    assert limbs_to_ints(powers) == [pow(value, 0x1F, modulus) for value in wide]
+    table = get_backend("gmpy2").build_fixed_base_table(7, modulus, 16, 4)
+    exponents = [0, 0xFFFF, secrets.randbits(16)]
+    assert limbs_to_ints(emulated.fixed_base_powmod(table, exponents)) == [pow(7, e, modulus) for e in exponents]
 
 
 # ---- Errors. ----
