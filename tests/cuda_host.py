@@ -110,23 +110,18 @@ class HostKernelBackend(KernelBackend):
     """The ``cupy`` backend's driver on the host harness (not registered: for tests)."""
 
     name = "cuda-host-harness"
+    device_type: type[HostHarnessDevice] = HostHarnessDevice
 
     def __init__(self, folder: Path, **options: object):
-        super().__init__(HostHarnessDevice(folder), **options)
+        super().__init__(self.device_type(folder), **options)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None if host_compiler() else "no host C++ compiler"
 
 
-class WarpEmulatorBackend(KernelBackend):
+class WarpEmulatorBackend(HostKernelBackend):
     """The ``cupy`` backend's driver on the warp emulator (not registered: for tests)."""
 
     name = "cuda-warp-emulator"
-
-    def __init__(self, folder: Path, **options: object):
-        super().__init__(WarpEmulatorDevice(folder), **options)
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return None if host_compiler() else "no host C++ compiler"
+    device_type = WarpEmulatorDevice
