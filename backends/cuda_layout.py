@@ -21,7 +21,7 @@ from dphe_bench.limbs import LIMB_BITS, limb_width
 POW_WINDOW = 4
 """Window of the variable-base exponentiation; must match POW_WINDOW in ``bigint.cuh``."""
 THREADS_PER_BLOCK = 256
-KERNEL_NAMES = ("dphe_powmod", "dphe_mulmod", "dphe_walk", "dphe_product")
+KERNEL_NAMES = ("dphe_powmod", "dphe_mulmod", "dphe_walk", "dphe_product", "dphe_crt")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from dphe_bench.backends.cuda_layout import (
 )
 from dphe_bench.backends.fixed_base import FixedBaseTable
 from dphe_bench.batch import CiphertextBatch
-from dphe_bench.limbs import ints_to_limbs, limb_width
-from dphe_bench.paillier import PublicKey
+from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.paillier import PrivateKey, PublicKey
 
 MAX_CACHED_MODULI = 64
 MAX_CACHED_TABLES = 4
@@ -70,6 +70,20 @@ class _Modulus:
         return self._r_powers[exponent]
 
 
+class _CrtKey:
+    """A private key's constants for the ``dphe_crt`` kernel, uploaded once (they stay in this process)."""
+
+    def __init__(self, private_key: PrivateKey, device: KernelDevice):
+        p, q, n = private_key.p, private_key.q, private_key.public_key.n
+        self.config = config_for(max(n, private_key.psquare, private_key.qsquare))
+        constants = {m: MontgomeryConstants(m, self.config) for m in (p, q, n)}
+        r = constants[n].r
+        values = [p, q, n, private_key.hp * r % p, private_key.hq * r % q, private_key.p_inverse * r % q, p * r % n]
+        self.constants = device.to_device(np.concatenate([constants[n].limbs(value) for value in values]))
+        self.p0inv, self.q0inv, self.n0inv = (np.uint32(constants[m].n0inv) for m in (p, q, n))
+        self.words = limb_width(n)
+
+
 def _check_limbs(limbs: np.ndarray, what: str) -> np.ndarray:
     """A C-contiguous (count, width) uint32 array, or ValueError naming ``what``."""
     array = np.asarray(limbs)
@@ -86,6 +100,7 @@ class KernelBackend(Backend):
         self._device = device
         self._moduli: dict[int, _Modulus] = {}
         self._tables: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}
+        self._crt_keys: dict[int, _CrtKey] = {}
 
     def _modulus(self, modulus: int) -> _Modulus:
         context = self._moduli.get(modulus)
@@ -163,6 +178,29 @@ class KernelBackend(Backend):
             self._device.launch(context.config, "dphe_product", count, arguments)
         return out
 
+    def decrypt_on_device(self, private_key: PrivateKey, ciphertexts: Any, width: int, count: int) -> Any:
+        """Plaintexts of ``count`` device rows of ciphertext limbs: the two CRT exponentiations, then
+        ``dphe_crt`` (L-functions and Garner's recombination). Returns a (count, limb_width(n)) device array."""
+        p, q = private_key.p, private_key.q
+        xp = self.powmod_on_device(ciphertexts, width, count, p - 1, private_key.psquare)
+        xq = self.powmod_on_device(ciphertexts, width, count, q - 1, private_key.qsquare)
+        return self.crt_on_device(private_key, xp, xq, count)
+
+    def crt_on_device(self, private_key: PrivateKey, xp: Any, xq: Any, count: int) -> Any:
+        """m from device rows xp = c^(p-1) mod p^2 and xq = c^(q-1) mod q^2 (of limb_width(p^2), limb_width(q^2)
+        words): the ``dphe_crt`` kernel. Returns a (count, limb_width(n)) device array."""
+        key = self._crt_keys.get(private_key.public_key.n)
+        if key is None:
+            key = self._crt_keys[private_key.public_key.n] = _CrtKey(private_key, self._device)
+        out = self._device.empty((count, key.words))
+        if count:
+            arguments = (
+                *(xp, np.int32(limb_width(private_key.psquare)), xq, np.int32(limb_width(private_key.qsquare))),
+                *(out, np.int32(key.words), np.int32(count), key.constants, key.p0inv, key.q0inv, key.n0inv),
+            )
+            self._device.launch(key.config, "dphe_crt", count, arguments)
+        return out
+
     def _device_table(self, table: FixedBaseTable) -> Any:
         """The table's entries on the device, uploaded once per table (a few are kept)."""
         key = (table.modulus, id(table.entries))
@@ -222,6 +260,14 @@ class KernelBackend(Backend):
         """
         n, nsquare = public_key.n, public_key.nsquare
         return self.powmod(random_below(count, n), n, nsquare)
+
+    def decrypt(self, private_key: PrivateKey, ciphertexts: CiphertextBatch) -> list[int]:
+        """Decrypt on the device with CRT; returns ints in [0, n)."""
+        private_key.public_key.check_same(ciphertexts.public_key)
+        limbs = np.ascontiguousarray(ciphertexts.limbs)
+        count, width = limbs.shape
+        plaintexts = self.decrypt_on_device(private_key, self._device.to_device(limbs), width, count)
+        return limbs_to_ints(self._device.to_host(plaintexts))
 
     def aggregate(self, public_key: PublicKey, batches: Sequence[CiphertextBatch]) -> CiphertextBatch:
         """Element-wise product mod n^2 of equal-length batches, all batches in one launch."""

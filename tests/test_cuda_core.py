@@ -232,6 +232,18 @@ def test_paillier_round_trip_and_aggregation_1024(make_kernels, keypair_1024, ob
     assert backend.decrypt(private_key, total) == [3 * m % public_key.n for m in plaintexts]
 
 
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_decryption_recovers_any_plaintext(kernels, small_keypair, data):
+    """The CRT kernel (exact divisions by p and q, Garner's step) on random and edge plaintexts."""
+    public_key, private_key = small_keypair
+    n = public_key.n
+    plaintexts = data.draw(st.lists(st.one_of(st.integers(0, n - 1), st.sampled_from([0, 1, n - 1, n // 2])),
+                                    min_size=1, max_size=8))
+    ciphertexts = get_backend("python").encrypt(public_key, plaintexts)
+    assert kernels.decrypt(private_key, ciphertexts) == plaintexts
+
+
 def test_python_paillier_decrypts_kernel_ciphertexts_and_vice_versa(kernels, keypair_1024):
     public_key, private_key = keypair_1024
     phe_public = phe.PaillierPublicKey(public_key.n)
@@ -262,8 +274,8 @@ def test_every_launch_uses_the_configuration_of_its_modulus(harness_folder, keyp
     backend = HostKernelBackend(harness_folder)
     backend.decrypt(private_key, backend.encrypt(public_key, [5]))
     launched = {(config.limbs, kernel) for config, kernel, _ in backend._device.launches}
-    # n^2 (2048 bits) runs on 64 limbs; the CRT halves p^2, q^2 (1024 bits) on 32.
-    assert launched == {(64, "dphe_powmod"), (64, "dphe_mulmod"), (32, "dphe_powmod")}
+    # n^2 (2048 bits) runs on 64 limbs; the CRT halves p^2, q^2 and their recombination mod n (1024 bits) on 32.
+    assert launched == {(64, "dphe_powmod"), (64, "dphe_mulmod"), (32, "dphe_powmod"), (32, "dphe_crt")}
 
 
 # ---- The kernels' device form (warp shuffles and ballots, group set-up, tails) on the warp emulator. ----
@@ -291,6 +303,17 @@ def test_device_code_on_the_warp_emulator(harness_folder, bits):
     table = get_backend("gmpy2").build_fixed_base_table(7, modulus, 16, 4)
     exponents = [0, 0xFFFF, secrets.randbits(16)]
     assert limbs_to_ints(emulated.fixed_base_powmod(table, exponents)) == [pow(7, e, modulus) for e in exponents]
+
+
+def test_crt_recombination_on_the_warp_emulator(harness_folder, small_keypair):
+    public_key, private_key = small_keypair
+    plaintexts = [0, public_key.n - 1, secrets.randbelow(public_key.n)]
+    ciphertexts = limbs_to_ints(get_backend("python").encrypt(public_key, plaintexts).limbs)
+    p, q = private_key.p, private_key.q
+    xp = ints_to_limbs([pow(c, p - 1, private_key.psquare) for c in ciphertexts], limb_width(private_key.psquare))
+    xq = ints_to_limbs([pow(c, q - 1, private_key.qsquare) for c in ciphertexts], limb_width(private_key.qsquare))
+    plain = WarpEmulatorBackend(harness_folder).crt_on_device(private_key, xp, xq, len(plaintexts))
+    assert limbs_to_ints(plain) == plaintexts
 
 
 # ---- Errors. ----

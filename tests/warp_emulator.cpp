@@ -189,4 +189,10 @@ void emulate_dphe_product(int blocks, int threads, const u32* values, int width,
                           int count, const u32* modulus, u32 n0inv, const u32* fix) {
     run_grid(blocks, threads, dphe_product, values, width, rows, out, out_width, count, modulus, n0inv, fix);
 }
+
+void emulate_dphe_crt(int blocks, int threads, const u32* xp, int xp_width, const u32* xq, int xq_width, u32* out,
+                      int out_width, int count, const u32* constants, u32 p0inv, u32 q0inv, u32 n0inv) {
+    run_grid(blocks, threads, dphe_crt, xp, xp_width, xq, xq_width, out, out_width, count, constants, p0inv, q0inv,
+             n0inv);
+}
 }

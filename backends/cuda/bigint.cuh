@@ -223,21 +223,20 @@ DPHE_FN u32 settle_carries(const Group& g, Slice t, const LaneWide pending) {
     return group_broadcast(g, top_pending, TPI - 1) + ((u32)(carry_in >> TPI) & 1u);
 }
 
-/* t = (hi * R + t) mod n, given hi * R + t < 2n: one subtraction of n, kept only when it does not go
- * negative. Borrows between lanes are settled by the same lookahead as carries (a lane either generates
- * a borrow or is all zeros and would propagate one). */
-DPHE_FN void subtract_if_not_less(const Group& g, Slice t, u32 hi, const Slice n) {
-    Slice difference;
+/* r = (a - b) mod R; returns the borrow out of the top (1 when a < b). Borrows between lanes are settled
+ * by the same lookahead as carries: a lane either generates a borrow or is all zeros and would propagate
+ * one, never both. r may be the same array as a or b. */
+DPHE_FN u32 subtract_slices(const Group& g, Slice r, const Slice a, const Slice b) {
     LaneFlag generate, propagate;
     FOR_LANES(l) {
         u32 borrow = 0;
         u32 any = 0;
         DPHE_UNROLL
         for (int j = 0; j < LPL; ++j) {
-            u64 d = (u64)t[l][j] - n[l][j] - borrow;
-            difference[l][j] = (u32)d;
+            u64 d = (u64)a[l][j] - b[l][j] - borrow;
+            r[l][j] = (u32)d;
             borrow = (u32)(d >> 32) & 1u;
-            any |= difference[l][j];
+            any |= r[l][j];
         }
         generate[l] = borrow;
         propagate[l] = any == 0;
@@ -249,16 +248,43 @@ DPHE_FN void subtract_if_not_less(const Group& g, Slice t, u32 hi, const Slice n
         u32 borrow = (u32)(borrow_in >> lane_id(g, l)) & 1u;
         DPHE_UNROLL
         for (int j = 0; j < LPL; ++j) {
-            u64 d = (u64)difference[l][j] - borrow;
-            difference[l][j] = (u32)d;
+            u64 d = (u64)r[l][j] - borrow;
+            r[l][j] = (u32)d;
             borrow = (u32)(d >> 32) & 1u;
         }
     }
-    bool negative = hi < ((u32)(borrow_in >> TPI) & 1u);
+    return (u32)(borrow_in >> TPI) & 1u;
+}
+
+/* r = (a + b) mod R; returns the carry out of the top. r may be the same array as a or b. */
+DPHE_FN u32 add_slices(const Group& g, Slice r, const Slice a, const Slice b) {
+    LaneWide pending;
+    FOR_LANES(l) {
+        u64 carry = 0;
+        DPHE_UNROLL
+        for (int j = 0; j < LPL; ++j) {
+            u64 sum = (u64)a[l][j] + b[l][j] + carry;
+            r[l][j] = (u32)sum;
+            carry = sum >> 32;
+        }
+        pending[l] = carry;
+    }
+    return settle_carries(g, r, pending);
+}
+
+/* r = if_true when condition (the same in every lane of the group), else if_false. */
+DPHE_FN void select_slice(Slice r, bool condition, const Slice if_true, const Slice if_false) {
     FOR_LANES(l) {
         DPHE_UNROLL
-        for (int j = 0; j < LPL; ++j) t[l][j] = negative ? t[l][j] : difference[l][j];
+        for (int j = 0; j < LPL; ++j) r[l][j] = condition ? if_true[l][j] : if_false[l][j];
     }
+}
+
+/* t = (hi * R + t) mod n, given hi * R + t < 2n: one subtraction of n, kept unless it goes negative. */
+DPHE_FN void subtract_if_not_less(const Group& g, Slice t, u32 hi, const Slice n) {
+    Slice difference;
+    u32 borrow = subtract_slices(g, difference, t, n);
+    select_slice(t, hi < borrow, t, difference);
 }
 
 /* ---- Modular arithmetic. ---- */
@@ -279,17 +305,28 @@ DPHE_FN void multiply_accumulate(Slice t, const Slice x, u32 word, LaneWide pend
     }
 }
 
+/* Shifts the accumulator (t, pending) down one word; its lowest word, lane 0's low[0], must be zero. A
+ * lane's pending carry sits at the next lane's first word, which moves into this lane's top word. */
+DPHE_FN void shift_down_one_word(const Group& g, Slice t, LaneWide pending, const LaneWord low) {
+    LaneWord next;
+    group_from_next(g, low, next);
+    FOR_LANES(l) {
+        DPHE_UNROLL
+        for (int j = 0; j + 1 < LPL; ++j) t[l][j] = t[l][j + 1];
+        u64 top = (u64)next[l] + pending[l];
+        t[l][LPL - 1] = (u32)top;
+        pending[l] = top >> 32;
+    }
+}
+
 /* r = a * b / R mod n, for a < R and b < n (so the sum before the last subtraction is below 2n).
  * r may be the same array as a or b. */
 DPHE_FN void mont_mul(const Group& g, Slice r, const Slice a, const Slice b, const Slice n, u32 n0inv) {
     Slice t;
     LaneWide pending;
-    LaneWord column, next;
-    FOR_LANES(l) {
-        DPHE_UNROLL
-        for (int j = 0; j < LPL; ++j) t[l][j] = 0u;
-        pending[l] = 0ull;
-    }
+    LaneWord column;
+    set_small(g, t, 0u);
+    FOR_LANES(l) pending[l] = 0ull;
     for (int owner = 0; owner < TPI; ++owner) {
         DPHE_UNROLL
         for (int i = 0; i < LPL; ++i) {
@@ -298,16 +335,7 @@ DPHE_FN void mont_mul(const Group& g, Slice r, const Slice a, const Slice b, con
             multiply_accumulate(t, a, b_word, pending, column);
             u32 q = group_broadcast(g, column, 0) * n0inv;
             multiply_accumulate(t, n, q, pending, column);
-            /* Lane 0's low word is now zero: shift the accumulator down one word. A lane's pending carry
-             * sat at the next lane's first word, which now moves into this lane's top word. */
-            group_from_next(g, column, next);
-            FOR_LANES(l) {
-                DPHE_UNROLL
-                for (int j = 0; j + 1 < LPL; ++j) t[l][j] = t[l][j + 1];
-                u64 top = (u64)next[l] + pending[l];
-                t[l][LPL - 1] = (u32)top;
-                pending[l] = top >> 32;
-            }
+            shift_down_one_word(g, t, pending, column);
         }
     }
     u32 hi = settle_carries(g, t, pending);
@@ -317,19 +345,40 @@ DPHE_FN void mont_mul(const Group& g, Slice r, const Slice a, const Slice b, con
 
 /* r = (a + b) mod n for a, b < n. */
 DPHE_FN void mod_add(const Group& g, Slice r, const Slice a, const Slice b, const Slice n) {
-    LaneWide pending;
-    FOR_LANES(l) {
-        u64 carry = 0;
-        DPHE_UNROLL
-        for (int j = 0; j < LPL; ++j) {
-            u64 sum = (u64)a[l][j] + b[l][j] + carry;
-            r[l][j] = (u32)sum;
-            carry = sum >> 32;
-        }
-        pending[l] = carry;
-    }
-    u32 hi = settle_carries(g, r, pending);
+    u32 hi = add_slices(g, r, a, b);
     subtract_if_not_less(g, r, hi, n);
+}
+
+/* r = (a - b) mod n for a, b < n. */
+DPHE_FN void mod_sub(const Group& g, Slice r, const Slice a, const Slice b, const Slice n) {
+    Slice wrapped;
+    u32 borrow = subtract_slices(g, r, a, b);
+    add_slices(g, wrapped, r, n);
+    select_slice(r, borrow != 0, wrapped, r);
+}
+
+/* quotient = y / d for a multiple y of the odd d (y < R), with d0inv = -d^-1 mod 2^32. Montgomery
+ * reduction of y by d, one word at a time, picks digits Q with y + Q d = 0 (mod R); as y = d * quotient,
+ * Q = -quotient (mod R), so the quotient is R - Q (or 0). The same work whatever the values. */
+DPHE_FN void exact_divide(const Group& g, Slice quotient, const Slice y, const Slice d, u32 d0inv) {
+    Slice t, digits, zero;
+    LaneWide pending;
+    LaneWord column;
+    copy_slice(t, y);
+    set_small(g, zero, 0u);
+    copy_slice(digits, zero);
+    FOR_LANES(l) pending[l] = 0ull;
+    for (int owner = 0; owner < TPI; ++owner) {
+        DPHE_UNROLL
+        for (int i = 0; i < LPL; ++i) {
+            FOR_LANES(l) column[l] = t[l][0];
+            u32 q = group_broadcast(g, column, 0) * d0inv;
+            FOR_LANES(l) digits[l][i] = lane_id(g, l) == owner ? q : digits[l][i];
+            multiply_accumulate(t, d, q, pending, column);
+            shift_down_one_word(g, t, pending, column);
+        }
+    }
+    subtract_slices(g, quotient, zero, digits);
 }
 
 /* ---- One number's share of each kernel (the kernels and the host harness both call these). ---- */
@@ -423,6 +472,38 @@ DPHE_FN void product_number(const Group& g, const u32* values, int width, int ro
     load_slice(g, value, fix, LIMBS, 0);
     mont_mul(g, acc, acc, value, n, n0inv);
     if (write) store_slice(g, out_row, out_width, acc);
+}
+
+/* out = m, the plaintext, from xp = c^(p-1) mod p^2 and xq = c^(q-1) mod q^2 (rows of xp_width and
+ * xq_width words): m_p = L_p(xp) h_p mod p with L_p(x) = (x - 1) / p, likewise m_q, then Garner's step
+ * m = m_p + ((m_q - m_p) p^-1 mod q) p. ``constants`` holds 7 numbers of LIMBS words: p, q, n, h_p R mod p,
+ * h_q R mod q, p^-1 R mod q and p R mod n; p0inv, q0inv, n0inv are their -m^-1 mod 2^32. */
+DPHE_FN void crt_number(const Group& g, const u32* xp_row, int xp_width, const u32* xq_row, int xq_width,
+                        u32* out_row, int out_width, bool write, const u32* constants, u32 p0inv, u32 q0inv,
+                        u32 n0inv) {
+    Slice modulus, factor, x, one, mp, mq, a, b;
+    set_small(g, one, 1u);
+    load_slice(g, modulus, constants, LIMBS, 0); /* p */
+    load_slice(g, x, xp_row, xp_width, 0);
+    subtract_slices(g, x, x, one);
+    exact_divide(g, x, x, modulus, p0inv);
+    load_slice(g, factor, constants + 3 * LIMBS, LIMBS, 0);
+    mont_mul(g, mp, x, factor, modulus, p0inv);
+    load_slice(g, modulus, constants + LIMBS, LIMBS, 0); /* q */
+    load_slice(g, x, xq_row, xq_width, 0);
+    subtract_slices(g, x, x, one);
+    exact_divide(g, x, x, modulus, q0inv);
+    load_slice(g, factor, constants + 4 * LIMBS, LIMBS, 0);
+    mont_mul(g, mq, x, factor, modulus, q0inv);
+    load_slice(g, factor, constants + 5 * LIMBS, LIMBS, 0);
+    mont_mul(g, a, mq, factor, modulus, q0inv);
+    mont_mul(g, b, mp, factor, modulus, q0inv);
+    mod_sub(g, a, a, b, modulus);
+    load_slice(g, modulus, constants + 2 * LIMBS, LIMBS, 0); /* n */
+    load_slice(g, factor, constants + 6 * LIMBS, LIMBS, 0);
+    mont_mul(g, a, a, factor, modulus, n0inv);
+    mod_add(g, a, a, mp, modulus);
+    if (write) store_slice(g, out_row, out_width, a);
 }
 
 #endif /* DPHE_BIGINT_CUH */

@@ -49,6 +49,15 @@ void dphe_product(const u32* values, int width, int rows, u32* out, int out_widt
     }
 }
 
+void dphe_crt(const u32* xp, int xp_width, const u32* xq, int xq_width, u32* out, int out_width, int count,
+              const u32* constants, u32 p0inv, u32 q0inv, u32 n0inv) {
+    Group g = {0};
+    for (long long i = 0; i < count; ++i) {
+        crt_number(g, xp + i * xp_width, xp_width, xq + i * xq_width, xq_width, out + i * out_width, out_width, true,
+                   constants, p0inv, q0inv, n0inv);
+    }
+}
+
 /* r = a * b / R mod n for single numbers of LIMBS words (a < R, b < n): the Montgomery product alone. */
 void dphe_mont_mul(const u32* a, const u32* b, u32* out, const u32* modulus, u32 n0inv) {
     Group g = {0};

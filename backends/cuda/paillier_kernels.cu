@@ -58,3 +58,12 @@ extern "C" __global__ void dphe_product(const u32* values, int width, int rows, 
     product_number(g, values, width, rows, count, (int)i, out + i * out_width, out_width, active, modulus, n0inv,
                    fix);
 }
+
+extern "C" __global__ void dphe_crt(const u32* xp, int xp_width, const u32* xq, int xq_width, u32* out, int out_width,
+                                    int count, const u32* constants, u32 p0inv, u32 q0inv, u32 n0inv) {
+    long long i;
+    bool active;
+    Group g = this_group(count, &i, &active);
+    crt_number(g, xp + i * xp_width, xp_width, xq + i * xq_width, xq_width, out + i * out_width, out_width, active,
+               constants, p0inv, q0inv, n0inv);
+}

@@ -9,8 +9,8 @@
 3. Timings, per key size and batch size: kernels only, inputs already on the GPU, CUDA events around the
    launches, one warm-up, the median of up to 5 repetitions. encrypt = obfuscator kernel + the product with
    (1 + m n); aggregate = the column product of 5 batches (rate in ciphertexts combined); decrypt = the two
-   CRT exponentiations. ``backend.decrypt`` end to end (transfers and the host's L-function and CRT
-   recombination included) is timed separately on 2,000 values.
+   CRT exponentiations and the recombination kernel. ``backend.decrypt`` end to end (transfers and the
+   conversion to Python ints included) is timed separately on 2,000 values.
    A cell whose projected time exceeds what is left of the budget is skipped and marked so.
 
 Writes ``gpu_check.json`` and ``gpu_check.csv`` to --out and prints a short table last. Exits 1 if any
@@ -148,7 +148,6 @@ def operations(public_key, private_key, standard, djn, count: int) -> dict:
     exponents = cupy.asarray(random_limbs(count, djn_exponent_bits(public_key)))
     ciphertexts = below(count, nsquare)
     batches = cupy.ascontiguousarray(cupy.stack([ciphertexts] * AGGREGATED_BATCHES))
-    p, q = private_key.p, private_key.q
 
     def encrypt_standard():
         obfuscators = standard.powmod_on_device(r, r.shape[1], count, n, nsquare)
@@ -162,20 +161,19 @@ def operations(public_key, private_key, standard, djn, count: int) -> dict:
         standard.product_on_device(batches, AGGREGATED_BATCHES, count, width, nsquare)
 
     def decrypt():
-        standard.powmod_on_device(ciphertexts, width, count, p - 1, private_key.psquare)
-        standard.powmod_on_device(ciphertexts, width, count, q - 1, private_key.qsquare)
+        standard.decrypt_on_device(private_key, ciphertexts, width, count)
 
     return {
         "encrypt standard": (encrypt_standard, count),
         "encrypt djn": (encrypt_djn, count),
         f"aggregate {AGGREGATED_BATCHES} batches": (aggregate, AGGREGATED_BATCHES * count),
-        "decrypt (CRT exponentiations)": (decrypt, count),
+        "decrypt": (decrypt, count),
     }
 
 
 def decrypt_end_to_end(public_key, private_key) -> float:
-    """Seconds per value of ``backend.decrypt`` (transfers, both CRT kernels, the host's L-function and
-    recombination), from 2,000 values."""
+    """Seconds per value of ``backend.decrypt`` (transfers, the kernels, conversion to Python ints), from
+    2,000 values."""
     backend = get_backend("cupy", obfuscation="djn")
     batch = backend.encrypt(public_key, [secrets.randbelow(public_key.n) for _ in range(2_000)])
     started = time.perf_counter()
@@ -264,7 +262,7 @@ def main() -> int:
         else:
             print(f"{row['key_bits']:>5} {row['operation']:<32} {row['batch']:>9} {row['median_ms']:>11.2f} "
                   f"{row['items_per_s']:>13,}")
-    print("backend.decrypt end to end (transfers, kernels, host CRT) per value: " + ", ".join(
+    print("backend.decrypt end to end (transfers, kernels, Python ints) per value: " + ", ".join(
         f"{bits} bits {us} us" for bits, us in decrypt_us.items()))
     print("correctness: " + ("all checks passed" if not failures else "FAILED: " + "; ".join(failures)))
     return 1 if failures else 0
