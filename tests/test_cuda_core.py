@@ -33,8 +33,6 @@ from dphe_bench.batch import CiphertextBatch
 from dphe_bench.errors import CiphertextError
 from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
-pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no host C++ compiler to build the kernel harness")
-
 PROPERTY_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -45,17 +43,21 @@ CUPY_AVAILABLE = available_backends()["cupy"].available
 
 @pytest.fixture(scope="session")
 def harness_folder(tmp_path_factory) -> Path:
+    """Where the host harness and the warp emulator are built (skips without a host C++ compiler)."""
+    if host_compiler() is None:
+        pytest.skip("no host C++ compiler to build the kernel harness")
     return tmp_path_factory.mktemp("cuda_harness")
 
 
 @pytest.fixture(params=["host-harness", "cupy"])
-def make_kernels(request, harness_folder):
+def make_kernels(request):
     """Builds the kernel backend with given options: on the host harness, and on the GPU where CuPy sees one."""
     if request.param == "cupy":
         if not CUPY_AVAILABLE:
             pytest.skip(f"cupy backend unavailable: {available_backends()['cupy'].reason}")
         return lambda **options: get_backend("cupy", **options)
-    return lambda **options: HostKernelBackend(harness_folder, **options)
+    folder = request.getfixturevalue("harness_folder")
+    return lambda **options: HostKernelBackend(folder, **options)
 
 
 @pytest.fixture
