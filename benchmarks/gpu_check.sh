@@ -24,7 +24,7 @@ if command -v nvidia-smi >/dev/null; then
 fi
 status=0
 if "$python" -c "import phe, gmpy2, hypothesis, pytest" 2>/dev/null; then
-    timeout 150 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda_core.py -k cupy 2>&1 \
+    timeout 90 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda_core.py -k cupy 2>&1 \
         | tee "$out/pytest.log" || status=1
 else
     echo "phe, gmpy2 or hypothesis missing: skipping the pytest GPU cases (the checks below still run)"

@@ -35,7 +35,7 @@ from dphe_bench.backends.cuda_layout import KERNEL_NAMES, config_for, random_bel
 from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 AGGREGATED_BATCHES = 5
-CHECK_COUNT = 64
+CHECK_COUNT = 24
 MAX_REPEATS = 5
 
 
@@ -188,7 +188,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu_check_results"))
     parser.add_argument("--key-bits", type=int, nargs="+", default=[2048, 3072])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
-    parser.add_argument("--budget-s", type=float, default=150.0, help="time allowed for the timing cells")
+    parser.add_argument("--budget-s", type=float, default=120.0, help="time allowed for the timing cells")
     arguments = parser.parse_args()
     arguments.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
