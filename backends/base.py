@@ -197,15 +197,9 @@ class Backend(ABC):
 
     def encrypt(self, public_key: PublicKey, plaintexts: Sequence[int]) -> CiphertextBatch:
         """Encrypt ints in [0, n): (1 + m n) * obfuscator mod n^2, the obfuscator from this backend's mode."""
-        n, nsquare = public_key.n, public_key.nsquare
-        plaintexts = list(plaintexts)
-        for i, m in enumerate(plaintexts):
-            if not 0 <= m < n:
-                raise PlaintextRangeError(f"plaintext {i} is outside [0, n) for a {public_key.bits}-bit key")
-        obfuscators = self.obfuscators(public_key, len(plaintexts))
-        # (1 + m*n) mod n^2 is g^m for g = n + 1; it is below n^2 because m < n.
-        plain_parts = ints_to_limbs([1 + m * n for m in plaintexts], limb_width(nsquare))
-        return CiphertextBatch(public_key, self.mulmod(plain_parts, obfuscators, nsquare))
+        plain_parts = plaintext_parts(public_key, plaintexts)
+        obfuscators = self.obfuscators(public_key, len(plain_parts))
+        return CiphertextBatch(public_key, self.mulmod(plain_parts, obfuscators, public_key.nsquare))
 
     def decrypt(self, private_key: PrivateKey, ciphertexts: CiphertextBatch) -> list[int]:
         """Decrypt with CRT (two half-size exponentiations); returns ints in [0, n)."""
@@ -260,6 +254,20 @@ class IntegerBackend(Backend):
     def mulmod(self, a: np.ndarray, b: np.ndarray, modulus: int) -> np.ndarray:
         product = self.mulmod_ints(limbs_to_ints(a), limbs_to_ints(b), modulus)
         return ints_to_limbs(product, limb_width(modulus))
+
+
+def plaintext_parts(public_key: PublicKey, plaintexts: Sequence[int]) -> np.ndarray:
+    """(1 + m n) for each plaintext m in [0, n): uint32 limbs (count, width of n^2).
+
+    Raises PlaintextRangeError naming the first plaintext outside [0, n).
+    """
+    n = public_key.n
+    plaintexts = list(plaintexts)
+    for i, m in enumerate(plaintexts):
+        if not 0 <= m < n:
+            raise PlaintextRangeError(f"plaintext {i} is outside [0, n) for a {public_key.bits}-bit key")
+    # (1 + m*n) mod n^2 is g^m for g = n + 1; it is below n^2 because m < n.
+    return ints_to_limbs([1 + m * n for m in plaintexts], limb_width(public_key.nsquare))
 
 
 def djn_exponent_bits(public_key: PublicKey) -> int:

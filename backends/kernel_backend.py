@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dphe_bench.backends.base import Backend, djn_exponent_bits
+from dphe_bench.backends.base import Backend, djn_exponent_bits, plaintext_parts
 from dphe_bench.backends.cuda_layout import (
     KernelConfig,
     MontgomeryConstants,
@@ -247,19 +247,41 @@ class KernelBackend(Backend):
         device = self._device
         return device.to_host(self.walk_on_device(table, device.to_device(exponent_limbs), width, count))
 
-    def djn_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
-        """hs^a mod n^2 with a uniform of ceil(n_bits / 2) bits drawn in bulk from os.urandom."""
+    def djn_obfuscators_on_device(self, public_key: PublicKey, count: int) -> Any:
+        """hs^a mod n^2 with a uniform of ceil(n_bits / 2) bits drawn in bulk from os.urandom, on the device."""
+        exponents = random_limbs(count, djn_exponent_bits(public_key))
         table = self.djn_table(public_key)
-        return self._walk(table, random_limbs(count, djn_exponent_bits(public_key)))
+        return self.walk_on_device(table, self._device.to_device(exponents), exponents.shape[1], count)
 
-    def standard_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
-        """r^n mod n^2 with r uniform in [1, n) drawn in bulk from os.urandom.
+    def standard_obfuscators_on_device(self, public_key: PublicKey, count: int) -> Any:
+        """r^n mod n^2 with r uniform in [1, n) drawn in bulk from os.urandom, on the device.
 
         r is not checked for coprimality with n: an r sharing a factor with n has probability below
         2^(1 - n_bits / 2) and would itself factor n.
         """
-        n, nsquare = public_key.n, public_key.nsquare
-        return self.powmod(random_below(count, n), n, nsquare)
+        n = public_key.n
+        r = self._device.to_device(random_below(count, n))
+        return self.powmod_on_device(r, limb_width(n), count, n, public_key.nsquare)
+
+    def djn_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
+        return self._device.to_host(self.djn_obfuscators_on_device(public_key, count))
+
+    def standard_obfuscators(self, public_key: PublicKey, count: int) -> np.ndarray:
+        return self._device.to_host(self.standard_obfuscators_on_device(public_key, count))
+
+    def encrypt(self, public_key: PublicKey, plaintexts: Sequence[int]) -> CiphertextBatch:
+        """As ``Backend.encrypt``, with the ``standard`` and ``djn`` obfuscators kept on the device."""
+        plain_parts = plaintext_parts(public_key, plaintexts)
+        count, width = plain_parts.shape
+        if self.obfuscation == "standard":
+            obfuscators = self.standard_obfuscators_on_device(public_key, count)
+        elif self.obfuscation == "djn":
+            obfuscators = self.djn_obfuscators_on_device(public_key, count)
+        else:
+            obfuscators = self._device.to_device(self.obfuscators(public_key, count))
+        parts = self._device.to_device(plain_parts)
+        product = self.mulmod_on_device(parts, width, obfuscators, width, count, public_key.nsquare)
+        return CiphertextBatch(public_key, self._device.to_host(product))
 
     def decrypt(self, private_key: PrivateKey, ciphertexts: CiphertextBatch) -> list[int]:
         """Decrypt on the device with CRT; returns ints in [0, n)."""

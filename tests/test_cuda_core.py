@@ -30,7 +30,7 @@ from dphe_bench.backends.cuda_layout import (
 )
 from dphe_bench.backends.kernel_backend import KernelBackend
 from dphe_bench.batch import CiphertextBatch
-from dphe_bench.errors import CiphertextError
+from dphe_bench.errors import CiphertextError, PlaintextRangeError
 from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 PROPERTY_SETTINGS = settings(
@@ -340,6 +340,15 @@ def test_kernel_arguments_are_checked(kernels):
         kernels.mulmod(np.zeros((2, 4), dtype=np.uint32), np.zeros((1, 4), dtype=np.uint32), modulus)
     with pytest.raises(ValueError, match="uint32 limb array"):
         kernels.powmod(np.zeros((2, 4), dtype=np.int64), 3, modulus)
+
+
+def test_encrypt_refuses_out_of_range_plaintexts_before_drawing_obfuscators(make_kernels, small_keypair):
+    public_key, _ = small_keypair
+    backend = make_kernels(obfuscation="pool")
+    backend.precompute(public_key, 3)
+    with pytest.raises(PlaintextRangeError, match="plaintext 1 is outside"):
+        backend.encrypt(public_key, [1, public_key.n, 2])
+    assert backend.pool_size(public_key) == 3
 
 
 def test_empty_batches_launch_nothing(harness_folder):
