@@ -52,10 +52,6 @@ class CupyDevice:
         blocks = -(-count // numbers_per_block)
         self.module(config).get_function(kernel)((blocks,), (THREADS_PER_BLOCK,), arguments)
 
-    def synchronize(self) -> None:
-        """Wait for every kernel launched so far."""
-        self._cupy.cuda.get_current_stream().synchronize()
-
     def free_memory(self) -> None:
         """Return CuPy's cached device memory blocks to the driver."""
         self._cupy.get_default_memory_pool().free_all_blocks()
