@@ -1,4 +1,8 @@
-"""Crypto backends, imported as ``dphe_bench.backends``.
+"""Layer 2, the crypto backends, imported as ``dphe_bench.backends`` (this folder, mapped by setuptools).
+
+Batched big-integer operations (python, gmpy2, multiprocessing, numba, cupy, dask) that Paillier and the
+schemes are written on. Layer rule: crypto <- backends <- schemes <- learning <- bench, deploy <- cli.
+Modules here import only crypto, each other, ``dphe_bench.errors`` and ``dphe_bench.files``.
 
 The registry is an explicit dict; nothing is discovered and nothing falls back. Choosing a backend:
 an explicit name wins, then the config file, then the ``DPHE_BACKEND`` environment variable, then

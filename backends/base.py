@@ -1,7 +1,7 @@
 """The backend interface: batched big-integer primitives, and Paillier written once on top of them.
 
 A backend implements ``powmod`` and ``mulmod`` over (count, width) uint32 limb arrays
-(see ``dphe_bench.limbs``). Fixed-base tables (``build_fixed_base_table``, ``fixed_base_powmod``),
+(see ``dphe_bench.crypto.limbs``). Fixed-base tables (``build_fixed_base_table``, ``fixed_base_powmod``),
 ``encrypt``, ``decrypt`` and ``aggregate`` are generic; a backend may override any of them with a faster
 implementation that passes the same tests.
 
@@ -29,11 +29,11 @@ from dphe_bench.backends.fixed_base import (
     window_digits,
     window_powers,
 )
-from dphe_bench.batch import CiphertextBatch
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey
+from dphe_bench.crypto.secure_random import random_units
 from dphe_bench.errors import CiphertextError, ObfuscatorPoolError, PlaintextRangeError
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
-from dphe_bench.paillier import PrivateKey, PublicKey
-from dphe_bench.secure_random import random_units
 
 DEFAULT_WINDOW_BITS = 8
 OBFUSCATIONS: dict[str, str] = {

@@ -15,8 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from dphe_bench.backends.base import Backend
-from dphe_bench.batch import CiphertextBatch
-from dphe_bench.paillier import PrivateKey, PublicKey
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 
 # Smallest chunk per operation for a ~1 ms task overhead: a 2048-bit r^n costs ~9 ms, a CRT decryption
 # ~3 ms, a djn table walk ~0.6 ms, a mulmod mod n^2 ~4 us.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dphe_bench.limbs import LIMB_BITS, limb_width
+from dphe_bench.crypto.limbs import LIMB_BITS, limb_width
 
 POW_WINDOW = 4
 """Window of the variable-base exponentiation; must match POW_WINDOW in ``bigint.cuh``."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dphe_bench.limbs import ints_to_limbs, limb_width
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width
 
 MIN_WINDOW_BITS = 1
 MAX_WINDOW_BITS = 12

@@ -9,7 +9,7 @@ import numpy as np
 
 from dphe_bench.backends.base import IntegerBackend
 from dphe_bench.backends.fixed_base import FixedBaseTable, window_digits
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from dphe_bench.backends.cuda_layout import (
     random_limbs,
 )
 from dphe_bench.backends.fixed_base import FixedBaseTable
-from dphe_bench.batch import CiphertextBatch
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
-from dphe_bench.paillier import PrivateKey, PublicKey
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 
 MAX_CACHED_MODULI = 64
 MAX_CACHED_TABLES = 4

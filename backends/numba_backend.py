@@ -1,7 +1,7 @@
 """The ``numba`` backend: Montgomery arithmetic on 27-bit limbs, compiled with Numba. Needs
 ``pip install 'dphe-bench[numba]'``.
 
-Numbers cross the boundary as the usual uint32 limb batches (``dphe_bench.limbs``); inside, each residue is
+Numbers cross the boundary as the usual uint32 limb batches (``dphe_bench.crypto.limbs``); inside, each residue is
 k limbs of 27 bits summed in uint64 accumulators with lazy carries, so the inner product loops vectorise
 (see ``dphe_bench.backends.numba_kernels`` for the representation and why the carries are exact). Numba is
 imported when the backend is constructed, never when the package is imported. Kernels are compiled on
@@ -24,8 +24,8 @@ import numpy as np
 
 from dphe_bench.backends.base import Backend
 from dphe_bench.backends.fixed_base import FixedBaseTable, window_digits
-from dphe_bench.limbs import LIMB_BITS as WORD_BITS
-from dphe_bench.limbs import limb_width
+from dphe_bench.crypto.limbs import LIMB_BITS as WORD_BITS
+from dphe_bench.crypto.limbs import limb_width
 
 NARROW_BITS = 27
 """Bits per limb inside the kernels."""

@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from dphe_bench.config import load_config
-from dphe_bench.data import load_dataset, split_among_users
-from dphe_bench.learning import LocalTrainer, ModelSpec
-from dphe_bench.pipeline import run_pipeline
-from dphe_bench.simulation import Federation
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.data import load_dataset, split_among_users
+from dphe_bench.learning.pipeline import run_pipeline
+from dphe_bench.learning.trainer import LocalTrainer, ModelSpec
+from dphe_bench.schemes.federation import Federation
 
 from .common import backend_names, fast_backend, make_backend, scheme_names
 

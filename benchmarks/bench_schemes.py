@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from asv_runner.benchmarks.mark import SkipNotImplemented
 
+from dphe_bench.bench.sweep import synthetic_weights
 from dphe_bench.schemes import SCHEMES
-from dphe_bench.sweep import synthetic_weights
 
 from .common import KEY_BITS, SPARSITIES, backend_names, fast_backend, make_backend, make_key_generator, scheme_names
 

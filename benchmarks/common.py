@@ -11,7 +11,7 @@ from asv_runner.benchmarks.mark import SkipNotImplemented
 
 from dphe_bench import generate_keypair
 from dphe_bench.backends import BACKENDS, DEFAULT_BACKEND, Backend, available_backends, get_backend
-from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.schemes import SCHEMES
 
 KEY_BITS = [1024, 2048, 3072]

@@ -4,11 +4,11 @@ Public API: ``generate_keypair``, ``PublicKey``, ``PrivateKey``, ``get_backend``
 ``CiphertextBatch``, ``FixedPointCodec``, ``simulate_round``, ``Federation``.
 """
 
-from dphe_bench.paillier import PrivateKey, PublicKey, generate_keypair  # noqa: I001  (keys before backends)
-from dphe_bench.batch import CiphertextBatch
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey, generate_keypair  # noqa: I001  (keys before backends)
+from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.backends import available_backends, get_backend
-from dphe_bench.encoding import FixedPointCodec
-from dphe_bench.simulation import Federation, RoundResult, simulate_round
+from dphe_bench.crypto.encoding import FixedPointCodec
+from dphe_bench.schemes.federation import Federation, RoundResult, simulate_round
 
 __version__ = "0.1.0"
 

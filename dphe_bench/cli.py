@@ -1,7 +1,4 @@
-"""The ``dphe-bench`` command line: ``run`` (the learning pipeline), ``sweep`` (the crypto grid), ``report``
-(tables and figures from results), ``throughput`` (encryptions per second per backend and obfuscation mode),
-``backends`` (what can run here), ``serve`` (a local Flower federation), ``keyserver`` (the key generator
-as a network service) and ``flower-app`` (the Flower app folder for a deployment across machines)."""
+"""The ``dphe-bench`` command line; ``DESCRIPTION`` lists its commands (shown by ``dphe-bench --help``)."""
 
 import argparse
 import csv
@@ -14,17 +11,26 @@ import time
 import warnings
 from pathlib import Path
 
+import dphe_bench
 from dphe_bench.backends import OBFUSCATIONS, available_backends, get_backend
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
-from dphe_bench.config import load_config
+from dphe_bench.bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
+from dphe_bench.crypto.paillier import generate_keypair
 from dphe_bench.errors import DpheError
 from dphe_bench.files import write_text_atomically
-from dphe_bench.paillier import generate_keypair
-from dphe_bench.pipeline import run_pipeline
-from dphe_bench.results import check_results_destination, format_summary, write_run_results
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.pipeline import run_pipeline
+from dphe_bench.learning.results import check_results_destination, format_summary, write_run_results
 from dphe_bench.schemes import SCHEMES
-from dphe_bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
 
+# Help texts are plain text: argparse prints them as they are.
+DESCRIPTION = (
+    "Privacy-preserving federated learning with Paillier encryption and DPHE. Commands: run (the learning "
+    "pipeline), sweep (the crypto grid), report (tables and figures from results), throughput (encryptions "
+    "per second per backend and obfuscation mode), backends (what can run here), serve (a local Flower "
+    "federation), keyserver (the key generator as a network service) and flower-app (the Flower app folder "
+    "for a deployment across machines)."
+)
 SELF_CHECK_KEY_BITS = 1024
 SELF_CHECK_VALUES = 8
 
@@ -41,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dphe-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dphe-bench", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {dphe_bench.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="federated learning with encrypted aggregation on the configured data")
@@ -122,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a local federation over the network on 127.0.0.1: key server, Flower SuperLink, one SuperNode per user",
         description="Starts the key server, a Flower SuperLink (whose ServerApp is the aggregator) and "
         "federation.users SuperNodes (whose ClientApp is a user) as separate processes on 127.0.0.1, runs "
-        "federation.rounds rounds with `flwr run`, prints the record and stops every process. Needs the "
+        "federation.rounds rounds with flwr run, prints the record and stops every process. Needs the "
         "flower extra: pip install 'dphe-bench[flower]'.",
     )
     _add_config_options(serve)
@@ -158,7 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     flower_app = commands.add_parser(
         "flower-app",
-        help="write the Flower app folder for `flwr run` (a deployment across machines)",
+        help="write the Flower app folder for flwr run (a deployment across machines)",
         description="Writes DIR/pyproject.toml: the aggregator's ServerApp and the users' ClientApp (both from "
         "the installed dphe-bench), the pipeline config and the aggregator's settings as the run config. Every "
         "node receives the run config: it names the aggregator's token file but holds no token.",
@@ -242,7 +249,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     try:
-        from dphe_bench.report import default_inputs, write_report
+        from dphe_bench.bench.report import default_inputs, write_report
     except ImportError as exc:
         raise ValueError(
             f"dphe-bench report needs pandas and matplotlib ({exc}): pip install 'dphe-bench[report]'"
@@ -298,7 +305,7 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _throughput(args: argparse.Namespace) -> int:
-    from dphe_bench.throughput import format_table, measure, rows_as_dicts
+    from dphe_bench.bench.throughput import format_table, measure, rows_as_dicts
 
     rows = measure(
         key_bits=tuple(args.key_bits or (2048, 3072)),
@@ -353,13 +360,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _keyserver(args: argparse.Namespace) -> int:
     from dphe_bench.backends import resolve_backend_name
-    from dphe_bench.config import backend_options
     from dphe_bench.deploy.keyserver import (
         KeyService,
         check_transport,
         key_generator_from_config,
         start_key_server,
     )
+    from dphe_bench.learning.config import backend_options
 
     check_transport(args.host, args.tls_cert, args.tls_key, args.insecure_local_test)
     config = load_config(args.config, args.overrides)

@@ -6,8 +6,8 @@ import pytest
 
 from dphe_bench import generate_keypair
 from dphe_bench.backends import BACKENDS, available_backends
-from dphe_bench.paillier import PrivateKey
-from dphe_bench.primes import random_prime
+from dphe_bench.crypto.paillier import PrivateKey
+from dphe_bench.crypto.primes import random_prime
 
 AVAILABLE_BACKENDS = [name for name, status in available_backends().items() if status.available]
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from dphe_bench import CiphertextBatch, available_backends, get_backend
 from dphe_bench.backends import BACKENDS, Backend, resolve_backend_name
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.errors import BackendUnavailableError, CiphertextError, KeyMismatchError, PlaintextRangeError
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 CRYPTO_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

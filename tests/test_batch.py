@@ -4,8 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dphe_bench import CiphertextBatch, get_backend
+from dphe_bench.crypto.limbs import limb_width
 from dphe_bench.errors import CiphertextError
-from dphe_bench.limbs import limb_width
 
 
 def test_bytes_round_trip_is_fixed_width_little_endian(small_keypair):

@@ -10,7 +10,7 @@ import pytest
 from dphe_bench import get_backend
 from dphe_bench.backends import BACKENDS, available_backends
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 HAVE_DASK = available_backends()["dask"].available
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dphe_bench.cli import main
-from dphe_bench.results import CSV_COLUMNS, CSV_NAME
+from dphe_bench.learning.results import CSV_COLUMNS, CSV_NAME
 
 FAST = ["--set", "crypto.key_bits=1024", "--set", "federation.users=3", "--set", "federation.rounds=2"]
 
@@ -272,3 +272,19 @@ def test_console_script():
     assert proc.returncode == 0, proc.stderr
     assert "gmpy2" in proc.stdout
     assert "python" in proc.stdout
+
+
+def test_version_prints_the_package_version():
+    import dphe_bench
+
+    code, out, _ = _call(["--version"])
+    assert code == 0
+    assert out.strip() == f"dphe-bench {dphe_bench.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["throughput"], ["keyserver"], ["serve"]])
+def test_help_is_plain_text(command):
+    code, out, _ = _call([*command, "--help"])
+    assert code == 0
+    assert "usage: dphe-bench" in out
+    assert "``" not in out and "`" not in out

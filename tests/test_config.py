@@ -1,11 +1,11 @@
-"""Tests for dphe_bench.config: defaults, TOML files, ``section.key=value`` overrides and validation."""
+"""Tests for dphe_bench.learning.config: defaults, TOML files, ``section.key=value`` overrides and validation."""
 
 import dataclasses
 
 import pytest
 
-from dphe_bench.config import Config, config_from_dict, load_config
 from dphe_bench.errors import ConfigError, DpheError
+from dphe_bench.learning.config import Config, config_from_dict, load_config
 
 
 def test_defaults_without_file():

@@ -29,9 +29,9 @@ from dphe_bench.backends.cuda_layout import (
     source_dir,
 )
 from dphe_bench.backends.kernel_backend import KernelBackend
-from dphe_bench.batch import CiphertextBatch
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.errors import CiphertextError, PlaintextRangeError
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 PROPERTY_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

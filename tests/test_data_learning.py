@@ -1,11 +1,11 @@
-"""Tests for dphe_bench.data (datasets, splits among users) and dphe_bench.learning (local SGD models)."""
+"""Tests for dphe_bench.learning.data (datasets, splits among users) and .trainer (local SGD models)."""
 
 import numpy as np
 import pytest
 from sklearn.linear_model import SGDClassifier
 
-from dphe_bench.data import load_dataset, split_among_users
-from dphe_bench.learning import (
+from dphe_bench.learning.data import load_dataset, split_among_users
+from dphe_bench.learning.trainer import (
     LocalTrainer,
     ModelSpec,
     accuracy,

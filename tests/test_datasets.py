@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dphe_bench.config import DataConfig, load_config
-from dphe_bench.data import Dataset, dataset_from_config, load_dataset
 from dphe_bench.errors import ConfigError
-from dphe_bench.images import (
+from dphe_bench.learning.config import DataConfig, load_config
+from dphe_bench.learning.data import Dataset, dataset_from_config, load_dataset
+from dphe_bench.learning.images import (
     FASHION_MNIST_DIR,
     FASHION_MNIST_FILES,
     ArrayImages,

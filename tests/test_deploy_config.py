@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 from cli_helpers import call_cli
 
-from dphe_bench.config import load_config
-from dphe_bench.data import split_among_users
 from dphe_bench.deploy.flower_app import CLIENT_APP, SERVER_APP, write_flower_app, write_superlink_connection
 from dphe_bench.deploy.partition import (
     export_trainer_state,
@@ -16,6 +14,8 @@ from dphe_bench.deploy.partition import (
 )
 from dphe_bench.deploy.runconfig import config_from_run_config, config_to_run_config, config_to_toml, toml_value
 from dphe_bench.errors import ConfigError
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.data import split_among_users
 
 OVERRIDES = [
     "federation.users=3",

@@ -11,12 +11,12 @@ pytest.importorskip("flwr")
 
 from cli_helpers import call_cli
 
-from dphe_bench.config import load_config
 from dphe_bench.deploy.local import LocalFederation
 from dphe_bench.deploy.partition import load_partition, load_run_dataset, model_dimension
 from dphe_bench.deploy.processes import DeploymentError
-from dphe_bench.pipeline import run_pipeline
-from dphe_bench.simulation import Federation
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.pipeline import run_pipeline
+from dphe_bench.schemes.federation import Federation
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow, pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")]
 

@@ -13,7 +13,6 @@ import pytest
 from cli_helpers import call_cli
 
 from dphe_bench.backends import get_backend
-from dphe_bench.config import load_config
 from dphe_bench.deploy.keyclient import KeyServerClient, KeyServerError, check_url, read_token
 from dphe_bench.deploy.keyserver import (
     AGGREGATOR,
@@ -27,8 +26,9 @@ from dphe_bench.deploy.keyserver import (
     token_filename,
 )
 from dphe_bench.deploy.processes import free_ports, start_child, stop_children
+from dphe_bench.learning.config import load_config
 from dphe_bench.schemes import get_scheme
-from dphe_bench.simulation import Federation
+from dphe_bench.schemes.federation import Federation
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 

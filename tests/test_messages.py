@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dphe_bench.errors import MessageFormatError
-from dphe_bench.messages import FORMAT_VERSION, Message, MessageKind, decode_message, encode_message
+from dphe_bench.schemes.messages import FORMAT_VERSION, Message, MessageKind, decode_message, encode_message
 
 FIELDS = ("user_id", "round", "dimension", "key_id", "indices", "ciphertexts")
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from dphe_bench import get_backend
 from dphe_bench.backends.numba_backend import MAX_MODULUS_BITS, NARROW_BITS, _Modulus
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
-from dphe_bench.paillier import PrivateKey
-from dphe_bench.primes import random_prime
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PrivateKey
+from dphe_bench.crypto.primes import random_prime
 
 pytest.importorskip("numba")
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from dphe_bench import get_backend
 from dphe_bench.backends.base import OBFUSCATIONS, djn_exponent_bits
 from dphe_bench.backends.fixed_base import window_count, window_digits
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.errors import ObfuscatorPoolError
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 MODES = list(OBFUSCATIONS)
 

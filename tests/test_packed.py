@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dphe_bench import Federation, simulate_round
-from dphe_bench.config import load_config
+from dphe_bench.crypto.packing import PackingLayout, quantization_step
 from dphe_bench.errors import EncodingOverflowError, ProtocolError
-from dphe_bench.packing import PackingLayout, quantization_step
-from dphe_bench.pipeline import run_pipeline
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.pipeline import run_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 

@@ -6,9 +6,9 @@ import warnings
 import pytest
 
 from dphe_bench import PrivateKey, PublicKey, generate_keypair
+from dphe_bench.crypto.paillier import read_private_key, write_private_key
+from dphe_bench.crypto.primes import is_probable_prime, random_prime
 from dphe_bench.errors import KeyMismatchError
-from dphe_bench.paillier import read_private_key, write_private_key
-from dphe_bench.primes import is_probable_prime, random_prime
 
 
 def test_generated_1024_bit_key_has_the_right_shape(keypair_1024):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from dphe_bench.crypto.permutations import check_permutation, invert_permutation, random_permutation
 from dphe_bench.errors import PermutationError
-from dphe_bench.permutations import check_permutation, invert_permutation, random_permutation
 
 
 @pytest.mark.parametrize("size", [1, 2, 17, 10_000])

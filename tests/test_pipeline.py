@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dphe_bench.config import load_config
 from dphe_bench.errors import ConfigError
-from dphe_bench.pipeline import run_pipeline
+from dphe_bench.learning.config import load_config
+from dphe_bench.learning.pipeline import run_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 FAST = ["crypto.key_bits=1024", "federation.users=3", "federation.rounds=2"]

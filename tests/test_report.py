@@ -1,4 +1,4 @@
-"""Tests for the report (dphe_bench.report, report_data, report_figures) and ``dphe-bench report``."""
+"""Tests for the report (dphe_bench.bench.report, report_data, report_figures) and ``dphe-bench report``."""
 
 import json
 import shutil
@@ -13,9 +13,9 @@ pytest.importorskip("matplotlib")
 
 from cli_helpers import call_cli  # noqa: E402
 
-from dphe_bench import report_figures  # noqa: E402
-from dphe_bench.baseline import BASELINE_NAME  # noqa: E402
-from dphe_bench.report import (  # noqa: E402
+from dphe_bench.bench import report_figures  # noqa: E402
+from dphe_bench.bench.baseline import BASELINE_NAME  # noqa: E402
+from dphe_bench.bench.report import (  # noqa: E402
     markdown_table,
     paper_encryption_table,
     paper_sparsity_table,
@@ -23,8 +23,8 @@ from dphe_bench.report import (  # noqa: E402
     speedup_table,
     write_report,
 )
-from dphe_bench.report_data import ReportInputError, load_results  # noqa: E402
-from dphe_bench.sweep import Component, SweepGrid, run_sweep  # noqa: E402
+from dphe_bench.bench.report_data import ReportInputError, load_results  # noqa: E402
+from dphe_bench.bench.sweep import Component, SweepGrid, run_sweep  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,7 +233,7 @@ def test_cli_report_writes_the_report_and_refuses_unknown_files(fixture_dir, tmp
 
 
 def test_scheme_cost_table_puts_each_scheme_cost_next_to_its_leakage(results):
-    from dphe_bench.report import main_slice, scheme_cost_table
+    from dphe_bench.bench.report import main_slice, scheme_cost_table
     from dphe_bench.schemes import SCHEMES
 
     costs = scheme_cost_table(results.sweep)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from dphe_bench import Federation, simulate_round
+from dphe_bench.crypto.limbs import limb_width
+from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.errors import (
     CiphertextError,
     EncodingOverflowError,
@@ -14,10 +16,8 @@ from dphe_bench.errors import (
     PermutationError,
     ProtocolError,
 )
-from dphe_bench.limbs import limb_width
-from dphe_bench.messages import Message, MessageKind, decode_message, encode_message
-from dphe_bench.packing import quantization_step
 from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes.messages import Message, MessageKind, decode_message, encode_message
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 UPDATE_FIELDS = {

@@ -1,4 +1,4 @@
-"""Tests for the crypto sweep (dphe_bench.sweep), its python-paillier baseline and ``dphe-bench sweep``."""
+"""Tests for the crypto sweep (dphe_bench.bench.sweep), its python-paillier baseline and ``dphe-bench sweep``."""
 
 import csv
 import dataclasses
@@ -11,9 +11,8 @@ from cli_helpers import call_cli
 from dphe_bench import get_backend
 from dphe_bench.backends import available_backends
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
-from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
-from dphe_bench.schemes import SCHEMES
-from dphe_bench.sweep import (
+from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.bench.sweep import (
     SWEEP_COLUMNS,
     Cell,
     Component,
@@ -25,6 +24,7 @@ from dphe_bench.sweep import (
     run_sweep,
     synthetic_weights,
 )
+from dphe_bench.schemes import SCHEMES
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 
@@ -145,7 +145,7 @@ def test_a_wrong_result_raises_and_is_never_recorded(tmp_path, monkeypatch):
     cell = Cell(24, 2, 0.5, 1024, Component("dense"), Component("gmpy2"), seed=0)
     with pytest.raises(SweepError, match="off by"):
         run_cell(cell, OffByOneBackend(), machine_info())
-    monkeypatch.setattr("dphe_bench.sweep._build_backend", lambda component: OffByOneBackend())
+    monkeypatch.setattr("dphe_bench.bench.sweep._build_backend", lambda component: OffByOneBackend())
     out = tmp_path / "sweep.csv"
     with pytest.raises(SweepError):
         run_sweep(_tiny_grid(schemes=(Component("dense"),), baseline=False), out, progress=False)

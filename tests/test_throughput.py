@@ -3,7 +3,7 @@ import math
 import pytest
 
 from dphe_bench.backends.base import OBFUSCATIONS
-from dphe_bench.throughput import configurations, format_table, measure
+from dphe_bench.bench.throughput import configurations, format_table, measure
 
 
 def test_configurations_cover_every_available_backend_and_mode():

@@ -32,7 +32,7 @@ import numpy as np
 from dphe_bench import generate_keypair, get_backend
 from dphe_bench.backends.base import djn_exponent_bits
 from dphe_bench.backends.cuda_layout import KERNEL_NAMES, config_for, random_below, random_limbs
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 
 AGGREGATED_BATCHES = 5
 CHECK_COUNT = 24

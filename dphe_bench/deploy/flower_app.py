@@ -4,9 +4,9 @@ so dphe-bench writes these itself."""
 
 from pathlib import Path
 
-from dphe_bench.config import Config
 from dphe_bench.deploy.runconfig import config_to_sections, toml_table_body, toml_value
 from dphe_bench.files import write_text_atomically
+from dphe_bench.learning.config import Config
 
 SERVER_APP = "dphe_bench.deploy.flower_server:app"
 CLIENT_APP = "dphe_bench.deploy.flower_client:app"

@@ -20,11 +20,11 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from dphe_bench.backends import get_backend, resolve_backend_name
-from dphe_bench.config import backend_options
 from dphe_bench.deploy.keyclient import KeyServerClient, read_token
 from dphe_bench.deploy.partition import export_trainer_state, load_partition, restore_trainer_state
 from dphe_bench.deploy.runconfig import config_from_run_config
 from dphe_bench.errors import ConfigError, ProtocolError
+from dphe_bench.learning.config import backend_options
 from dphe_bench.schemes import get_scheme
 
 RECORD = "dphe"

@@ -10,7 +10,7 @@ Run config entries it reads (besides the pipeline config under ``dphe.``):
 
 Round r (Flower's server round r + 1): every connected node gets a TRAIN message holding ``{"round": r}``
 in the ConfigRecord ``dphe``; each reply carries the node's UPDATE message (``update``, opaque bytes in
-the format of ``dphe_bench.messages``). Replies with an error, updates the aggregator rejects and nodes
+the format of ``dphe_bench.schemes.messages``). Replies with an error, updates the aggregator rejects and nodes
 that do not answer within ``round-timeout`` are dropouts: the round goes on with the others, and the
 AGGREGATE says how many contributed, so the key generator divides by that number.
 """
@@ -30,11 +30,11 @@ from flwr.supercore import log
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 from dphe_bench.backends import get_backend, resolve_backend_name
-from dphe_bench.config import backend_options
 from dphe_bench.deploy.keyclient import KeyServerClient, read_token
 from dphe_bench.deploy.runconfig import check_deployable, config_from_run_config
 from dphe_bench.errors import ConfigError, DpheError, ProtocolError
 from dphe_bench.files import write_text_atomically
+from dphe_bench.learning.config import backend_options
 from dphe_bench.schemes import Aggregator, get_scheme
 
 RECORD = "dphe"

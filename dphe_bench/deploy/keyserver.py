@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from dphe_bench.backends import Backend
-from dphe_bench.config import Config
 from dphe_bench.errors import DpheError
 from dphe_bench.files import write_atomically, write_text_atomically
-from dphe_bench.messages import MessageKind, decode_message
+from dphe_bench.learning.config import Config
 from dphe_bench.schemes import KeyGenerator, get_scheme
+from dphe_bench.schemes.messages import MessageKind, decode_message
 
 API = "/v1"
 AGGREGATOR = "aggregator"

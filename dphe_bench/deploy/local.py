@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from dphe_bench.backends import resolve_backend_name
-from dphe_bench.config import Config
 from dphe_bench.deploy.flower_app import write_flower_app, write_superlink_connection
 from dphe_bench.deploy.keyclient import KeyServerClient, KeyServerError
 from dphe_bench.deploy.keyserver import AGGREGATOR, USER, Party, token_filename
@@ -36,6 +35,7 @@ from dphe_bench.deploy.processes import (
 )
 from dphe_bench.deploy.runconfig import check_deployable, config_to_toml
 from dphe_bench.errors import ConfigError
+from dphe_bench.learning.config import Config
 
 HOST = "127.0.0.1"
 CONNECTION = "dphe-local"

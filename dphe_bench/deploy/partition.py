@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dphe_bench.config import Config
-from dphe_bench.data import Dataset, dataset_from_config, split_among_users
-from dphe_bench.learning import LocalTrainer, weight_dimension
+from dphe_bench.learning.config import Config
+from dphe_bench.learning.data import Dataset, dataset_from_config, split_among_users
+from dphe_bench.learning.trainer import LocalTrainer, weight_dimension
 
 
 @dataclass(frozen=True)

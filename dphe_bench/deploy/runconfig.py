@@ -6,8 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from dphe_bench.config import Config, config_from_dict
 from dphe_bench.errors import ConfigError
+from dphe_bench.learning.config import Config, config_from_dict
 
 PREFIX = "dphe."
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from dphe_bench.config import Config
 from dphe_bench.deploy.local import LocalRunResult
 from dphe_bench.deploy.partition import load_run_dataset
 from dphe_bench.files import write_text_atomically
-from dphe_bench.learning import accuracy
-from dphe_bench.pipeline import run_pipeline
+from dphe_bench.learning.config import Config
+from dphe_bench.learning.pipeline import run_pipeline
+from dphe_bench.learning.trainer import accuracy
 
 NODE_COLUMNS = ("update_bytes", "flower_reply_bytes", "flower_instruction_bytes", "keyserver_bytes")
 

@@ -1,4 +1,12 @@
-"""Aggregation schemes: an explicit registry of name -> the scheme's three party classes."""
+"""Layer 3, the aggregation schemes: the parties of each scheme and the protocol they speak.
+
+The parties of ``plain``, ``dense``, ``dphe`` and ``packed`` (a module each, on ``base``), the wire format
+between them (``messages``), and the one-process federation (``federation``: ``Federation``,
+``simulate_round``). This module holds the explicit registry of name -> the scheme's three party classes.
+
+Layer rule: crypto <- backends <- schemes <- learning <- bench, deploy <- cli. Modules here may import
+crypto, backends, ``dphe_bench.errors`` and ``dphe_bench.files``; never learning, bench, deploy or the CLI.
+"""
 
 from dataclasses import dataclass
 

@@ -1,6 +1,6 @@
 """The three parties every aggregation scheme has, and what they share.
 
-Parties exchange only ``bytes`` in the format of ``dphe_bench.messages``; no Python object passes
+Parties exchange only ``bytes`` in the format of ``dphe_bench.schemes.messages``; no Python object passes
 from one party to another. A round goes:
 
 1. ``KeyGenerator(...).setup()`` -> one setup message per user and one for the aggregator;
@@ -18,11 +18,11 @@ from typing import ClassVar
 import numpy as np
 
 from dphe_bench.backends import Backend
-from dphe_bench.batch import CiphertextBatch
-from dphe_bench.encoding import DEFAULT_PRECISION_BITS, FixedPointCodec
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS, FixedPointCodec
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, PrivateKey, PublicKey, generate_keypair
 from dphe_bench.errors import KeyMismatchError, ProtocolError
-from dphe_bench.messages import Message, MessageKind, decode_message, encode_message
-from dphe_bench.paillier import DEFAULT_KEY_BITS, PrivateKey, PublicKey, generate_keypair
+from dphe_bench.schemes.messages import Message, MessageKind, decode_message, encode_message
 
 _SETUP_FIELDS = ("user_id", "dimension", "max_users")
 _AGGREGATOR_SETUP_FIELDS = ("dimension", "max_users", "user_ids")

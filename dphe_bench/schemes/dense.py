@@ -7,7 +7,6 @@ generator learns the sum of the contributors' weights, i.e. the model. Cost: D e
 import numpy as np
 
 from dphe_bench.errors import ProtocolError
-from dphe_bench.messages import Message
 from dphe_bench.schemes.base import (
     FIXED_POINT_SETUP_FIELDS,
     Aggregator,
@@ -17,6 +16,7 @@ from dphe_bench.schemes.base import (
     codec_from_setup,
     public_key_from_setup,
 )
+from dphe_bench.schemes.messages import Message
 
 LEAKAGE = "nothing but D; the key generator learns the sum (the model)"
 

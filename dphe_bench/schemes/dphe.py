@@ -15,11 +15,10 @@ support (which weights are non-zero), though not the values. Cost: nnz_i encrypt
 
 import numpy as np
 
-from dphe_bench.batch import CiphertextBatch
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import limb_width
+from dphe_bench.crypto.permutations import check_permutation, invert_permutation, random_permutation
 from dphe_bench.errors import ProtocolError
-from dphe_bench.limbs import limb_width
-from dphe_bench.messages import Message
-from dphe_bench.permutations import check_permutation, invert_permutation, random_permutation
 from dphe_bench.schemes.base import (
     FIXED_POINT_SETUP_FIELDS,
     Aggregator,
@@ -29,6 +28,7 @@ from dphe_bench.schemes.base import (
     codec_from_setup,
     public_key_from_setup,
 )
+from dphe_bench.schemes.messages import Message
 
 LEAKAGE = (
     "each user's nnz_i and the overlaps of supports up to the secret P; "

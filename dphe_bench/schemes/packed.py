@@ -17,9 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from dphe_bench.backends import Backend
-from dphe_bench.messages import Message
-from dphe_bench.packing import PackingLayout
-from dphe_bench.paillier import DEFAULT_KEY_BITS
+from dphe_bench.crypto.packing import PackingLayout
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes.base import (
     KEY_SETUP_FIELDS,
     EncryptedKeyGenerator,
@@ -27,6 +26,7 @@ from dphe_bench.schemes.base import (
     public_key_from_setup,
 )
 from dphe_bench.schemes.dense import DenseAggregator
+from dphe_bench.schemes.messages import Message
 
 LEAKAGE = "nothing but D; the key generator learns the sum (the model), up to quantisation"
 DEFAULT_QUANTIZATION_BITS = 16

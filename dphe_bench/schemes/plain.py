@@ -7,8 +7,8 @@ wire. Each user sends D float64 values; nothing is encrypted.
 import numpy as np
 
 from dphe_bench.errors import ProtocolError
-from dphe_bench.messages import Message
 from dphe_bench.schemes.base import Aggregator, KeyGenerator, User
+from dphe_bench.schemes.messages import Message
 
 LEAKAGE = "everything: the aggregator sees every user's weights w_i"
 

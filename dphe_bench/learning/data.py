@@ -14,7 +14,7 @@ Features:
 
 - ``pixels``: grayscale pixels scaled to [0, 1] (digits: 8x8 divided by 16; Fashion-MNIST: its 28x28;
   a folder: resized to ``image_size`` x ``image_size``).
-- ``efficientnet-lite0``: 1280-d ImageNet features (see dphe_bench.features) of the images resized to
+- ``efficientnet-lite0``: 1280-d ImageNet features (see dphe_bench.learning.features) of the images resized to
   ``image_size``, divided by 6 (the bound of the network's ReLU6) so they lie in [0, 1] like pixels; cached
   on disk under ``cache_dir``.
 
@@ -30,9 +30,9 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from dphe_bench.feature_cache import default_cache_dir
-from dphe_bench.features import ENGINES, FEATURES, efficientnet_features, pixel_features
-from dphe_bench.images import (
+from dphe_bench.learning.feature_cache import default_cache_dir
+from dphe_bench.learning.features import ENGINES, FEATURES, efficientnet_features, pixel_features
+from dphe_bench.learning.images import (
     FASHION_MNIST_CLASSES,
     ArrayImages,
     DatasetError,
@@ -43,7 +43,7 @@ from dphe_bench.images import (
 )
 
 if TYPE_CHECKING:
-    from dphe_bench.config import DataConfig
+    from dphe_bench.learning.config import DataConfig
 
 DATASETS = ("digits", "fashion-mnist", "folder")
 SPLITS = ("iid", "dirichlet")

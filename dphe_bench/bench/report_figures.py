@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dphe_bench.report_data import ReportInputError
-from dphe_bench.sweep import BASELINE_NAME
+from dphe_bench.bench.report_data import ReportInputError
+from dphe_bench.bench.sweep import BASELINE_NAME
 
 PAPER_LABEL = "paper (Caltech101, ResNet features)"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
+from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.files import write_text_atomically
-from dphe_bench.packing import quantization_step
-from dphe_bench.pipeline import PipelineResult
+from dphe_bench.learning.pipeline import PipelineResult
 from dphe_bench.schemes import SCHEMES
-from dphe_bench.simulation import PHASES
+from dphe_bench.schemes.federation import PHASES
 
 CSV_NAME = "runs.csv"
 CSV_COLUMNS = (

@@ -1,8 +1,8 @@
 """Obfuscator randomness, drawn only from the OS CSPRNG.
 
 Nothing here accepts a seed: a run's seed fixes the data split and the training, never keys,
-obfuscators or permutations (DESIGN.md section 3, step 1). Primes: ``dphe_bench.primes``;
-permutations: ``dphe_bench.permutations``.
+obfuscators or permutations (DESIGN.md section 3, step 1). Primes: ``dphe_bench.crypto.primes``;
+permutations: ``dphe_bench.crypto.permutations``.
 """
 
 import math

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dphe_bench.sweep import BASELINE_NAME, SWEEP_COLUMNS, is_sweep_header
+from dphe_bench.bench.sweep import BASELINE_NAME, SWEEP_COLUMNS, is_sweep_header
 
 RUN_CSV_REQUIRED = ("dataset", "users", "scheme", "backend", "key_bits", "accuracy_scheme", "user_sparsity_mean")
 ASV_METADATA = ("machine.json", "benchmarks.json")

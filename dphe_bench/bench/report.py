@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dphe_bench import report_figures
-from dphe_bench.report_data import ReportInputError, ResultTables, load_results
+from dphe_bench.bench import report_figures
+from dphe_bench.bench.report_data import ReportInputError, ResultTables, load_results
+from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT
 from dphe_bench.schemes import SCHEMES
-from dphe_bench.sweep import BASELINE_NAME, DEFAULT_OUT
 
 # Yonetani, Boddeti, Kitani, Sato, "Privacy-Preserving Visual Learning with Doubly-Permuted Homomorphic
 # Encryption", ICCV 2017: Python + GMP, Caltech101 with ResNet features, 101 classes x 2048 features.

@@ -14,10 +14,10 @@ from typing import ClassVar
 import numpy as np
 
 from dphe_bench.backends import Backend
-from dphe_bench.batch import CiphertextBatch
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 from dphe_bench.errors import PlaintextRangeError
-from dphe_bench.limbs import ints_to_limbs, limb_width, limbs_to_ints
-from dphe_bench.paillier import PrivateKey, PublicKey
 
 BASELINE_NAME = "python-paillier"
 

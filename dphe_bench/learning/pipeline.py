@@ -16,11 +16,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.backends import Backend, get_backend, resolve_backend_name
-from dphe_bench.config import Config, backend_options
-from dphe_bench.data import Dataset, dataset_from_config, split_among_users
-from dphe_bench.learning import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
+from dphe_bench.learning.config import Config, backend_options
+from dphe_bench.learning.data import Dataset, dataset_from_config, split_among_users
+from dphe_bench.learning.trainer import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
 from dphe_bench.schemes import get_scheme
-from dphe_bench.simulation import PHASES, Federation
+from dphe_bench.schemes.federation import PHASES, Federation
 
 
 @dataclass

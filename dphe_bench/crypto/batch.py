@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dphe_bench.crypto.limbs import LIMB_BYTES, ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PublicKey
 from dphe_bench.errors import CiphertextError
-from dphe_bench.limbs import LIMB_BYTES, ints_to_limbs, limb_width, limbs_to_ints
-from dphe_bench.paillier import PublicKey
 
 
 class CiphertextBatch:

@@ -9,8 +9,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.backends import Backend, get_backend
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
 from dphe_bench.errors import ProtocolError
-from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import get_scheme
 
 PHASES = ("setup", "precompute", "encrypt", "aggregate", "decrypt")

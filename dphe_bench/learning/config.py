@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from dphe_bench.backends import BACKENDS, OBFUSCATIONS
-from dphe_bench.data import DATASETS, ENGINES, FEATURES, SPLITS
+from dphe_bench.crypto.paillier import KEY_SIZES
 from dphe_bench.errors import ConfigError
-from dphe_bench.learning import ModelSpec
-from dphe_bench.paillier import KEY_SIZES
+from dphe_bench.learning.data import DATASETS, ENGINES, FEATURES, SPLITS
+from dphe_bench.learning.trainer import ModelSpec
 from dphe_bench.schemes import SCHEMES
 
 LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dphe_bench.crypto.limbs import LIMB_BITS, limb_width, limbs_to_ints
 from dphe_bench.errors import EncodingOverflowError, ProtocolError
-from dphe_bench.limbs import LIMB_BITS, limb_width, limbs_to_ints
 
 MAX_QUANTIZATION_BITS = 32
 MAX_SLOT_BITS = 63

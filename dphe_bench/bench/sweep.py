@@ -10,7 +10,7 @@ the default grid without a change here. A scheme or backend is given as ``NAME``
 ``NAME:key=value,key=value``: the options go to ``get_backend(NAME, **options)`` for a backend and to
 ``simulate_round(..., scheme=NAME, **options)`` for a scheme (``dphe:precision_bits=24``,
 ``packed:quantization_bits=16``). For every encrypted scheme the sweep also runs a
-``python-paillier`` baseline cell (``dphe_bench.baseline``): the same scheme on the same values with
+``python-paillier`` baseline cell (``dphe_bench.bench.baseline``): the same scheme on the same values with
 python-paillier doing the crypto, the reference for speed-up ratios.
 """
 
@@ -30,14 +30,14 @@ from tqdm.auto import tqdm
 
 import dphe_bench
 from dphe_bench.backends import Backend, available_backends, get_backend
-from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
-from dphe_bench.encoding import DEFAULT_PRECISION_BITS
+from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS
+from dphe_bench.crypto.packing import quantization_step
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
 from dphe_bench.files import write_text_atomically
-from dphe_bench.packing import quantization_step
-from dphe_bench.paillier import DEFAULT_KEY_BITS
 from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
 from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
-from dphe_bench.simulation import PHASES, RoundResult, simulate_round
 
 DEFAULT_OUT = Path("reports/runs/sweep.csv")
 NO_BACKEND = "none"

@@ -12,8 +12,8 @@ import os
 import warnings
 from pathlib import Path
 
+from dphe_bench.crypto.primes import is_probable_prime, random_prime
 from dphe_bench.errors import KeyMismatchError
-from dphe_bench.primes import is_probable_prime, random_prime
 
 KEY_SIZES = (1024, 2048, 3072, 4096)
 DEFAULT_KEY_BITS = 2048

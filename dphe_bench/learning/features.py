@@ -28,9 +28,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.errors import DpheError
-from dphe_bench.feature_cache import FeatureCache, cache_key
 from dphe_bench.files import write_atomically
-from dphe_bench.images import ImageSet
+from dphe_bench.learning.feature_cache import FeatureCache, cache_key
+from dphe_bench.learning.images import ImageSet
 
 FEATURES = ("pixels", "efficientnet-lite0")
 ENGINES = ("onnx", "torch")

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
 from dphe_bench.backends.base import OBFUSCATIONS
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
-from dphe_bench.baseline import BASELINE_NAME, PythonPaillierBaseline
-from dphe_bench.paillier import PrivateKey, PublicKey, generate_keypair
+from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
+from dphe_bench.crypto.paillier import PrivateKey, PublicKey, generate_keypair
 
 PROBE = 4
 MAX_BATCH = 100_000

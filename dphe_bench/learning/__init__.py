@@ -1,0 +1,9 @@
+"""Layer 4, the learning pipeline: federated training on real data with any scheme.
+
+Data sets and images (``data``, ``images``), deep features and their on-disk cache (``features``,
+``feature_cache``), the elastic-net SGD trainer (``trainer``), the pipeline's configuration (``config``),
+the pipeline itself (``pipeline``) and its results files (``results``).
+
+Layer rule: crypto <- backends <- schemes <- learning <- bench, deploy <- cli. Modules here may import
+crypto, backends, schemes, ``dphe_bench.errors`` and ``dphe_bench.files``; never bench, deploy or the CLI.
+"""
