@@ -1,5 +1,16 @@
-"""The ``numba`` backend: Montgomery arithmetic on 27-bit limbs, compiled with Numba. Needs
+"""The ``numba`` backend: Montgomery arithmetic compiled with Numba, in two kernel families. Needs
 ``pip install 'dphe-bench[numba]'``.
+
+- ``ifma``: 52-bit limbs, 8 numbers per 512-bit vector (one per lane), products by the AVX-512 IFMA
+  multiply-adds ``vpmadd52luq`` / ``vpmadd52huq`` (``numba_ifma_kernels``); batches are padded to a multiple
+  of 8. Selected by default when numba's JIT target (the host CPU) reports ``avx512ifma``.
+- ``narrow``: 27-bit limbs with lazy carries, vectorised by LLVM within each number (``numba_kernels``); runs
+  on every CPU, and is the reference the ``ifma`` family is tested against. Selected by default elsewhere.
+
+The option ``kernel="ifma"`` or ``"narrow"`` forces a family; ``ifma`` on a CPU without IFMA is a
+``BackendUnavailableError``. Both families implement the same three kernels: ``powmod`` (shared exponent:
+``standard`` obfuscation and the two CRT exponentiations of decryption), ``mulmod`` (encryption's product
+and aggregation's product reduction) and the ``djn`` fixed-base table walk.
 
 Numbers cross the boundary as the usual uint32 limb batches (``dphe_bench.crypto.limbs``); inside, each residue is
 k limbs of 27 bits summed in uint64 accumulators with lazy carries, so the inner product loops vectorise
@@ -24,8 +35,10 @@ import numpy as np
 
 from dphe_bench.backends.base import Backend
 from dphe_bench.backends.fixed_base import FixedBaseTable, window_digits
+from dphe_bench.backends.numba_ifma_layout import WideModulus, group_count
 from dphe_bench.crypto.limbs import LIMB_BITS as WORD_BITS
 from dphe_bench.crypto.limbs import limb_width
+from dphe_bench.errors import BackendUnavailableError
 
 NARROW_BITS = 27
 """Bits per limb inside the kernels."""
@@ -39,6 +52,10 @@ CHUNKS_PER_THREAD = 4
 PARALLEL_MIN_ROWS = {"powmod": 2, "walk": 2, "mulmod": 1024}
 """Smaller batches run the serial kernel: waking the thread pool costs from ~50 us on an idle machine to a
 scheduler slice (~15 ms measured) on a busy one, more than a few hundred 7 us multiplications."""
+IFMA_PARALLEL_MIN_ROWS = {"powmod": 9, "walk": 9, "mulmod": 1024}
+"""The same for the ``ifma`` family, whose unit of work is a group of 8 rows: one group runs serially."""
+KERNELS = ("ifma", "narrow")
+"""Kernel families (the ``kernel`` option)."""
 MAX_CACHED_MODULI = 64
 
 
@@ -135,13 +152,17 @@ def _check_limbs(limbs: np.ndarray, what: str) -> np.ndarray:
 
 
 class NumbaBackend(Backend):
-    """Montgomery multiplication and exponentiation over 27-bit limbs, compiled with Numba.
+    """Montgomery multiplication and exponentiation compiled with Numba, ``ifma`` or ``narrow`` kernels.
 
     Parameters
     ----------
     threads : int or None
         1 runs the serial kernels; n > 1 the ``prange`` kernels on n threads; None (default) the
         ``prange`` kernels on numba's default thread count. At most ``NUMBA_NUM_THREADS``.
+    kernel : str or None
+        ``ifma`` (52-bit limbs, AVX-512 IFMA, 8 numbers per vector) or ``narrow`` (27-bit limbs, any CPU);
+        None (default): ``ifma`` when the CPU reports ``avx512ifma``, else ``narrow``. ``kernel_reason``
+        says why the family was chosen. Forcing ``ifma`` without IFMA raises BackendUnavailableError.
     obfuscation, window_bits
         As for every backend (see ``Backend``).
     """
@@ -149,10 +170,22 @@ class NumbaBackend(Backend):
     name = "numba"
     threaded = True
 
-    def __init__(self, threads: int | None = None, **options: object):
+    def __init__(self, threads: int | None = None, kernel: str | None = None, **options: object):
         super().__init__(**options)
+        if kernel is not None and kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)} or None, got {kernel!r}")
         self._numba = importlib.import_module("numba")
-        self._kernels = importlib.import_module("dphe_bench.backends.numba_kernels")
+        missing = importlib.import_module("dphe_bench.backends.numba_ifma_ops").ifma_unavailable_reason()
+        if kernel == "ifma" and missing is not None:
+            raise BackendUnavailableError(f"the numba backend's ifma kernels need AVX-512 IFMA: {missing}")
+        if kernel is not None:
+            self.kernel_reason = "chosen by the kernel option"
+        else:
+            kernel = "narrow" if missing is not None else "ifma"
+            self.kernel_reason = "the CPU reports avx512ifma" if missing is None else missing
+        self.kernel = kernel
+        family = "numba_ifma_kernels" if kernel == "ifma" else "numba_kernels"
+        self._kernels = importlib.import_module(f"dphe_bench.backends.{family}")
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int):
                 raise TypeError(f"threads must be an int or None, got {threads!r}")
@@ -160,7 +193,7 @@ class NumbaBackend(Backend):
             if not 1 <= threads <= limit:
                 raise ValueError(f"threads must be in [1, {limit}] (NUMBA_NUM_THREADS), got {threads}")
         self.threads = threads
-        self._moduli: dict[int, _Modulus] = {}
+        self._moduli: dict[int, _Modulus | WideModulus] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -170,14 +203,14 @@ class NumbaBackend(Backend):
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        return (*super().option_names(), "threads")
+        return (*super().option_names(), "threads", "kernel")
 
     def options(self) -> dict[str, object]:
-        return {**super().options(), "threads": self.threads}
+        return {**super().options(), "threads": self.threads, "kernel": self.kernel}
 
     def describe(self) -> str:
         threads = "default" if self.threads is None else self.threads
-        return f"{super().describe()}, threads={threads}"
+        return f"{super().describe()}, threads={threads}, {self.kernel} kernels ({self.kernel_reason})"
 
     def powmod(self, bases: np.ndarray, exponent: int, modulus: int) -> np.ndarray:
         """bases[i] ** exponent mod modulus (odd); bases of any width and value (reduced in the kernel).
@@ -197,7 +230,7 @@ class NumbaBackend(Backend):
         digits = window_digits([exponent], window, max(1, -(-exponent.bit_length() // window)))[0, ::-1].copy()
         unpacked, shift = context.load_parameters(bases.shape[1])
         arguments = (
-            *(bases, out, context.limbs, context.n0, context.k, context.kp, unpacked, shift),
+            *(bases, out, context.limbs, context.n0, *self._sizes(context), unpacked, shift),
             *(context.shift_constant(shift), context.one, context.unit, digits, window),
         )
         self._run("powmod", arguments, bases.shape[0])
@@ -215,8 +248,9 @@ class NumbaBackend(Backend):
         unpacked_a, shift_a = context.load_parameters(a.shape[1])
         unpacked_b, shift_b = context.load_parameters(b.shape[1])
         arguments = (
-            *(a, b, out, context.limbs, context.n0, context.k, context.kp, unpacked_a, shift_a, unpacked_b, shift_b),
-            *(context.shift_constant(shift_a + shift_b), context.unit),
+            *(a, b, out, context.limbs, context.n0, *self._sizes(context), unpacked_a, shift_a, unpacked_b, shift_b),
+            context.shift_constant(shift_a + shift_b),
+            *(() if self.kernel == "ifma" else (context.unit,)),
         )
         self._run("mulmod", arguments, a.shape[0])
         return out
@@ -238,13 +272,18 @@ class NumbaBackend(Backend):
             raise ValueError(f"table entries have {entries.shape[2]} limbs, the modulus needs {context.words}")
         unpacked, _ = context.load_parameters(context.words)
         arguments = (
-            *(entries, digits, out, context.limbs, context.n0, context.k, context.kp, unpacked),
+            *(entries, digits, out, context.limbs, context.n0, *self._sizes(context)),
+            *(() if self.kernel == "ifma" else (unpacked,)),
             context.r_power(table.windows),
         )
         self._run("walk", arguments, len(exponents))
         return out
 
-    def _modulus(self, modulus: int) -> _Modulus:
+    def _sizes(self, context: "_Modulus | WideModulus") -> tuple[int, ...]:
+        """The limb counts the family's kernels take: (k,) for ``ifma``, (k, kp) for ``narrow``."""
+        return (context.k,) if self.kernel == "ifma" else (context.k, context.kp)
+
+    def _modulus(self, modulus: int) -> "_Modulus | WideModulus":
         """The cached constants for ``modulus``; ValueError for an even, non-positive or too large modulus."""
         context = self._moduli.get(modulus)
         if context is None:
@@ -255,18 +294,24 @@ class NumbaBackend(Backend):
                 raise ValueError(f"the numba backend handles moduli up to {MAX_MODULUS_BITS} bits")
             if len(self._moduli) >= MAX_CACHED_MODULI:
                 self._moduli.pop(next(iter(self._moduli)))
-            context = self._moduli[modulus] = _Modulus(modulus)
+            family = WideModulus if self.kernel == "ifma" else _Modulus
+            context = self._moduli[modulus] = family(modulus)
         return context
 
     def _run(self, kernel: str, arguments: tuple, count: int) -> None:
-        """Run ``<kernel>_serial`` (threads=1 or a small batch) or ``<kernel>_parallel`` on the chosen threads."""
-        if self.threads == 1 or count < PARALLEL_MIN_ROWS[kernel]:
+        """Run ``<kernel>_serial`` (threads=1 or a small batch) or ``<kernel>_parallel`` on the chosen threads.
+
+        The parallel kernels split rows (``narrow``) or groups of 8 rows (``ifma``) into chunks.
+        """
+        minimum = (IFMA_PARALLEL_MIN_ROWS if self.kernel == "ifma" else PARALLEL_MIN_ROWS)[kernel]
+        if self.threads == 1 or count < minimum:
             getattr(self._kernels, f"{kernel}_serial")(*arguments)
             return
         parallel = getattr(self._kernels, f"{kernel}_parallel")
         numba = self._numba
         threads = numba.get_num_threads() if self.threads is None else self.threads
-        chunks = min(count, CHUNKS_PER_THREAD * threads)
+        units = group_count(count) if self.kernel == "ifma" else count
+        chunks = min(units, CHUNKS_PER_THREAD * threads)
         if self.threads is None:
             parallel(*arguments, chunks)
             return

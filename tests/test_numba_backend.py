@@ -35,12 +35,12 @@ def kernels():
 
 @pytest.fixture(scope="module")
 def serial():
-    return get_backend("numba", threads=1)
+    return get_backend("numba", threads=1, kernel="narrow")
 
 
 @pytest.fixture(scope="module")
 def parallel():
-    return get_backend("numba", threads=2)
+    return get_backend("numba", threads=2, kernel="narrow")
 
 
 @pytest.fixture(scope="module", params=MODULUS_BITS, ids=lambda bits: f"{bits}bit")
@@ -236,11 +236,12 @@ def test_bad_thread_counts_are_refused(threads, error):
 
 
 def test_options_describe_and_rebuild_the_backend():
-    backend = get_backend("numba", threads=1, obfuscation="djn", window_bits=5)
-    assert backend.options() == {"obfuscation": "djn", "window_bits": 5, "threads": 1}
+    backend = get_backend("numba", threads=1, obfuscation="djn", window_bits=5, kernel="narrow")
+    assert backend.options() == {"obfuscation": "djn", "window_bits": 5, "threads": 1, "kernel": "narrow"}
     assert "threads" in type(backend).option_names()
     assert get_backend("numba", **backend.options()).options() == backend.options()
-    assert backend.describe() == "numba (djn obfuscation, 5-bit windows), threads=1"
+    expected = "numba (djn obfuscation, 5-bit windows), threads=1, narrow kernels (chosen by the kernel option)"
+    assert backend.describe() == expected
 
 
 def test_empty_batches(serial):
