@@ -175,7 +175,7 @@ class NumbaBackend(Backend):
         if kernel is not None and kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)} or None, got {kernel!r}")
         self._numba = importlib.import_module("numba")
-        missing = importlib.import_module("dphe_bench.backends.numba_ifma_ops").ifma_unavailable_reason()
+        missing = self.kernel_availability()["ifma"]
         if kernel == "ifma" and missing is not None:
             raise BackendUnavailableError(f"the numba backend's ifma kernels need AVX-512 IFMA: {missing}")
         if kernel is not None:
@@ -200,6 +200,14 @@ class NumbaBackend(Backend):
         if importlib.util.find_spec("numba") is None:
             return "numba is not installed (pip install 'dphe-bench[numba]')"
         return None
+
+    @classmethod
+    def kernel_availability(cls) -> dict[str, str | None]:
+        """Each kernel family with None when it can run here, else why not (imports numba)."""
+        return {
+            "ifma": importlib.import_module("dphe_bench.backends.numba_ifma_ops").ifma_unavailable_reason(),
+            "narrow": None,
+        }
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -292,3 +292,22 @@ def test_compiled_for_an_ifma_cpu_the_hot_loop_is_vpmadd52(tmp_path):
     assert sum("vpmadd52luq" in line for line in lines) >= 3
     assert sum("vpmadd52huq" in line for line in lines) >= 2
     assert not any("\tmulq" in line or "\tmulx" in line for line in lines), "a scalar 64-bit product is left"
+
+
+def test_throughput_rows_cover_both_kernel_families_at_1_and_2_threads(monkeypatch):
+    from dphe_bench.bench.throughput import configurations, unavailable_kernels
+
+    def numba_rows():
+        return {(name, mode, threads) for name, mode, threads, _ in configurations(2, 4) if name.startswith("numba")}
+
+    expected = {(f"numba:kernel={kernel}", "djn", threads) for kernel in ("ifma", "narrow") for threads in (1, 2)}
+    if IFMA_MISSING is None:
+        assert expected <= numba_rows() and unavailable_kernels() == []
+    else:
+        assert unavailable_kernels() == [f"numba:kernel=ifma not measured: {IFMA_MISSING}"]
+        assert not any("ifma" in name for name, _, _ in numba_rows())
+        monkeypatch.setattr(ops, "ifma_unavailable_reason", lambda: None)
+        assert expected <= numba_rows() and unavailable_kernels() == []
+    factories = {name: factory for name, mode, threads, factory in configurations(2, 4) if threads == 2}
+    with factories["numba:kernel=ifma"]() as backend:
+        assert backend.kernel == "ifma" and backend.options()["threads"] == 2

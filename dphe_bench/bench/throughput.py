@@ -2,7 +2,8 @@
 
 One run, one table: for each key size, python-paillier first, then every available backend in every
 obfuscation mode, in 1 process, on ``workers`` processes (multiprocessing, dask) or on 1 and ``workers``
-threads (numba). Each configuration is
+threads (numba, once per kernel family that runs here: ``numba:kernel=ifma`` and ``numba:kernel=narrow``).
+Each configuration is
 checked for correctness (its ciphertexts decrypt to the plaintexts) before it is timed; times are medians
 of ``repeats`` runs; ratios are against python-paillier measured in the same run on the same key. Set-up
 costs (``djn`` table, worker start, ``pool`` precomputation) are reported apart from steady-state speed.
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
 from dphe_bench.backends.base import OBFUSCATIONS
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
+from dphe_bench.backends.numba_backend import NumbaBackend
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey, generate_keypair
 
@@ -48,22 +50,40 @@ def configurations(workers: int, window_bits: int) -> Iterator[tuple[str, str, i
     """(implementation, obfuscation, workers, factory) for every available backend and mode.
 
     Serial backends run in 1 process; chunked ones on ``workers`` processes; threaded ones (numba) on 1
-    thread and on ``workers`` threads.
+    thread and on ``workers`` threads, for each kernel family that runs here (the implementation is then
+    named ``numba:kernel=<family>``; see ``unavailable_kernels`` for the others).
     """
     statuses = available_backends()
     for name, cls in BACKENDS.items():
         if not statuses[name].available:
             continue
+        families = [(name, {})]
+        if issubclass(cls, NumbaBackend):
+            runnable = [kernel for kernel, reason in cls.kernel_availability().items() if reason is None]
+            families = [(f"{name}:kernel={kernel}", {"kernel": kernel}) for kernel in runnable]
         if issubclass(cls, ChunkedBackend):
             variants = [(workers, {"workers": workers})]
         elif cls.threaded:
             variants = [(1, {"threads": 1}), (workers, {"threads": workers})]
         else:
             variants = [(1, {})]
-        for mode in OBFUSCATIONS:
-            for count, extra in variants:
-                options = {"obfuscation": mode, "window_bits": window_bits, **extra}
-                yield name, mode, count, lambda name=name, options=options: get_backend(name, **options)
+        for label, family in families:
+            for mode in OBFUSCATIONS:
+                for count, extra in variants:
+                    options = {"obfuscation": mode, "window_bits": window_bits, **family, **extra}
+                    yield label, mode, count, lambda name=name, options=options: get_backend(name, **options)
+
+
+def unavailable_kernels() -> list[str]:
+    """One line per kernel family of an available backend that cannot run here, saying why."""
+    statuses = available_backends()
+    lines = []
+    for name, cls in BACKENDS.items():
+        if statuses[name].available and issubclass(cls, NumbaBackend):
+            for kernel, reason in cls.kernel_availability().items():
+                if reason is not None:
+                    lines.append(f"{name}:kernel={kernel} not measured: {reason}")
+    return lines
 
 
 def measure(
@@ -75,14 +95,20 @@ def measure(
     only: tuple[str, ...] = (),
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[ThroughputRow]:
-    """Measure python-paillier and every configuration (or those whose backend is in ``only``) at each key size."""
+    """Measure python-paillier and every configuration (or those whose backend is in ``only``) at each key size.
+
+    Kernel families that cannot run here are named through ``progress``, with the reason.
+    """
     rows = []
+    for line in unavailable_kernels():
+        if not only or line.partition(":")[0] in only:
+            progress(line)
     for bits in key_bits:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
             public_key, private_key = generate_keypair(bits)
         candidates = [(BASELINE_NAME, "standard", 1, PythonPaillierBaseline)]
-        candidates += [c for c in configurations(workers, window_bits) if not only or c[0] in only]
+        candidates += [c for c in configurations(workers, window_bits) if not only or c[0].partition(":")[0] in only]
         baseline_rate = None
         for name, mode, count, factory in candidates:
             start = time.perf_counter()
