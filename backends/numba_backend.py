@@ -12,16 +12,16 @@ The option ``kernel="ifma"`` or ``"narrow"`` forces a family; ``ifma`` on a CPU 
 ``standard`` obfuscation and the two CRT exponentiations of decryption), ``mulmod`` (encryption's product
 and aggregation's product reduction) and the ``djn`` fixed-base table walk.
 
-Numbers cross the boundary as the usual uint32 limb batches (``dphe_bench.crypto.limbs``); inside, each residue is
-k limbs of 27 bits summed in uint64 accumulators with lazy carries, so the inner product loops vectorise
-(see ``dphe_bench.backends.numba_kernels`` for the representation and why the carries are exact). Numba is
+Numbers cross the boundary as the usual uint32 limb batches (``dphe_bench.crypto.limbs``); inside, each family
+has its own limbs (see its kernel module for the representation and why its lazy carries are exact). Numba is
 imported when the backend is constructed, never when the package is imported. Kernels are compiled on
 first use and cached on disk (``cache=True``): the first call in a fresh environment compiles for tens of
 seconds, later processes load the cache in about a second.
 
 ``threads=1`` runs the serial compilation of each kernel; any other value runs the ``parallel=True``
-compilation, a ``prange`` over chunks of rows, on that many threads (``None``: numba's default,
-``NUMBA_NUM_THREADS``), except for batches too small to pay for waking the threads (``PARALLEL_MIN_ROWS``).
+compilation, a ``prange`` over chunks of rows (of groups of 8 rows for ``ifma``), on that many threads
+(``None``: numba's default, ``NUMBA_NUM_THREADS``), except for batches too small to pay for waking the
+threads (``PARALLEL_MIN_ROWS``, ``IFMA_PARALLEL_MIN_ROWS``).
 Parallel kernels must not be launched from several Python threads at once under numba's ``workqueue``
 threading layer (numba refuses); use ``threads=1`` inside thread pools.
 """
