@@ -38,7 +38,7 @@ IFMA_MISSING = ops.ifma_unavailable_reason()
 needs_ifma = pytest.mark.skipif(IFMA_MISSING is not None, reason=f"needs AVX-512 IFMA: {IFMA_MISSING}")
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Small odd moduli, then n and n^2 for every key size (p^2 and q^2 of CRT decryption have n's size).
-MODULUS_BITS = [5, 64, *KEY_SIZES, *(2 * bits for bits in KEY_SIZES[1:])]
+MODULUS_BITS = [5, 64, 104, *KEY_SIZES, *(2 * bits for bits in KEY_SIZES[1:])]
 BATCH_SIZES = [1, 7, 8, 9]
 MASK = (1 << LIMB_BITS) - 1
 
@@ -107,21 +107,27 @@ def edge_values(modulus: int) -> list[int]:
 @SETTINGS
 @given(data=st.data())
 def test_montgomery_product_matches_python_ints(modulus, data):
-    """mont_mul(a, b) = a b / R mod m, below 2m, lane by lane, for a, b in [0, 2m); squaring is a = b."""
+    """mont_mul(a, b) = a b / R mod m and mont_sqr(a) = a^2 / R mod m, below 2m, lane by lane, for a, b in
+    [0, 2m); also mont_mul(a, a) with every operand the same array."""
     context = WideModulus(modulus)
     value = st.one_of(st.integers(0, 2 * modulus - 1), st.sampled_from(edge_values(modulus)))
     a = data.draw(st.lists(value, min_size=LANES, max_size=LANES))
     b = data.draw(st.lists(value, min_size=LANES, max_size=LANES))
-    scratch = np.zeros((context.rows, LANES), np.uint64)
-    product, square = to_lanes(a, context.rows), to_lanes(a, context.rows)
+    scratch = np.zeros((2 * context.k + 2, LANES), np.uint64)
+    product, square, self_product = (to_lanes(a, context.rows) for _ in range(3))
     kernels.mont_mul(product, to_lanes(b, context.rows), context.limbs, context.n0, context.k, scratch, product)
-    kernels.mont_mul(square, square, context.limbs, context.n0, context.k, scratch, square)
+    kernels.mont_sqr(square, context.limbs, context.n0, context.k, scratch, square)
+    kernels.mont_mul(self_product, self_product, context.limbs, context.n0, context.k, scratch, self_product)
     r_inverse = pow(context.r, -1, modulus)
-    assert product.max() <= MASK and square.max() <= MASK, "limbs must come out normalised"
-    assert not product[context.k].any() and not square[context.k].any(), "the padding row must stay zero"
-    for x, y, got, got_square in zip(a, b, from_lanes(product), from_lanes(square), strict=True):
+    for result in (product, square, self_product):
+        assert result.max() <= MASK, "limbs must come out normalised"
+        assert not result[context.k].any(), "the padding row must stay zero"
+    for x, y, got, got_square, got_self in zip(
+        a, b, from_lanes(product), from_lanes(square), from_lanes(self_product), strict=True
+    ):
         assert got < 2 * modulus and got % modulus == x * y * r_inverse % modulus
-        assert got_square < 2 * modulus and got_square % modulus == x * x * r_inverse % modulus
+        for value in (got_square, got_self):
+            assert value < 2 * modulus and value % modulus == x * x * r_inverse % modulus
 
 
 def test_limb_layout_keeps_the_lazy_carry_bound():
