@@ -26,7 +26,7 @@ past the batch's end are zero lanes, computed and never written out.
 """
 
 import numpy as np
-from numba import njit, prange, uint32, uint64
+from numba import njit, prange, types, uint32, uint64
 
 from dphe_bench.backends.numba_ifma_layout import LANES, LIMB_BITS
 from dphe_bench.backends.numba_ifma_ops import add, high52, load, low52, madd52hi, madd52lo, splat, store, zero
@@ -143,6 +143,25 @@ def mont_sqr(a, m, n0, k, t, out):
             store(t, i + j, madd52hi(madd52lo(load(t, i + j), current, u0), previous, u0))
             previous = current
     _normalise(t, k, k, out)
+
+
+def assembly() -> dict[str, str]:
+    """The x86 assembly of ``mont_mul`` and ``mont_sqr`` for numba's current target, from fresh compilations.
+
+    numba cannot show the assembly of code loaded from its on-disk cache, so these are compiled again,
+    uncached (a few seconds). Keys: the function names.
+    """
+    lanes = types.Array(types.uint64, 2, "C")
+    signatures = {
+        "mont_mul": (lanes, lanes, lanes, types.uint64, types.int64, lanes, lanes),
+        "mont_sqr": (lanes, lanes, types.uint64, types.int64, lanes, lanes),
+    }
+    listings = {}
+    for name, signature in signatures.items():
+        fresh = njit(globals()[name].py_func)
+        fresh.compile(signature)
+        listings[name] = fresh.inspect_asm(fresh.signatures[0])
+    return listings
 
 
 @njit(cache=True)

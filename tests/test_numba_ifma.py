@@ -9,6 +9,7 @@ themselves (selection, in-process assembly) skip, saying so, and the assembly is
 for an IFMA CPU (Sapphire Rapids) in a subprocess without running the code.
 """
 
+import json
 import os
 import secrets
 import subprocess
@@ -261,59 +262,39 @@ def test_without_ifma_the_default_is_narrow_and_forcing_ifma_is_refused():
         get_backend("numba", kernel="ifma")
 
 
+def check_hot_loops(listings: dict[str, str]) -> None:
+    """Both hot loops are IFMA multiply-adds, with no scalar 64-bit product left (no silent fallback)."""
+    for name, listing in listings.items():
+        lines = listing.splitlines()
+        assert sum("vpmadd52luq" in line for line in lines) >= 3, name
+        assert sum("vpmadd52huq" in line for line in lines) >= 2, name
+        assert not any("\tmulq" in line or "\tmulx" in line for line in lines), f"{name}: a scalar product is left"
+
+
 @needs_ifma
-def test_with_ifma_the_default_is_ifma_and_the_hot_loop_uses_vpmadd52luq(ifma):
+def test_with_ifma_the_default_is_ifma_and_the_hot_loops_use_vpmadd52luq():
     backend = get_backend("numba")
     assert backend.kernel == "ifma" and backend.describe().endswith("ifma kernels (the CPU reports avx512ifma)")
-    modulus = odd_modulus(2048)
-    ifma.powmod(ints_to_limbs([3], limb_width(modulus)), 5, modulus)
-    for signature in kernels.mont_mul.signatures:
-        assembly = kernels.mont_mul.inspect_asm(signature)
-        assert "vpmadd52luq" in assembly and "vpmadd52huq" in assembly
+    check_hot_loops(kernels.assembly())
 
 
 ASSEMBLY_PROBE = """
-from numba import types
-from dphe_bench.backends import numba_ifma_kernels as kernels
-lanes = types.Array(types.uint64, 2, "C")
-signature = (lanes, lanes, lanes, types.uint64, types.int64, lanes, lanes)
-kernels.mont_mul.compile(signature)
-print(kernels.mont_mul.inspect_asm(kernels.mont_mul.signatures[0]))
+import json
+from dphe_bench.backends import numba_ifma_kernels
+print(json.dumps(numba_ifma_kernels.assembly()))
 """
 
 
-def test_compiled_for_an_ifma_cpu_the_hot_loop_is_vpmadd52(tmp_path):
-    """Compile (never run) the Montgomery product for Sapphire Rapids: its inner loop must be the IFMA
-    multiply-adds, not the portable 128-bit products (a silent fallback to scalar code fails here)."""
-    environment = {
-        **os.environ,
-        "NUMBA_CPU_NAME": "sapphirerapids",
-        "NUMBA_CPU_FEATURES": "+avx512f,+avx512ifma",
-        "NUMBA_CACHE_DIR": str(tmp_path),
-    }
+def test_compiled_for_an_ifma_cpu_the_hot_loops_are_vpmadd52():
+    """Compile (never run) the Montgomery product and square for Sapphire Rapids in a subprocess."""
+    environment = {**os.environ, "NUMBA_CPU_NAME": "sapphirerapids", "NUMBA_CPU_FEATURES": "+avx512f,+avx512ifma"}
     result = subprocess.run(
         [sys.executable, "-c", ASSEMBLY_PROBE], env=environment, capture_output=True, text=True, check=True
     )
-    lines = result.stdout.splitlines()
-    assert sum("vpmadd52luq" in line for line in lines) >= 3
-    assert sum("vpmadd52huq" in line for line in lines) >= 2
-    assert not any("\tmulq" in line or "\tmulx" in line for line in lines), "a scalar 64-bit product is left"
+    check_hot_loops(json.loads(result.stdout))
 
 
-def test_throughput_rows_cover_both_kernel_families_at_1_and_2_threads(monkeypatch):
-    from dphe_bench.bench.throughput import configurations, unavailable_kernels
-
-    def numba_rows():
-        return {(name, mode, threads) for name, mode, threads, _ in configurations(2, 4) if name.startswith("numba")}
-
-    expected = {(f"numba:kernel={kernel}", "djn", threads) for kernel in ("ifma", "narrow") for threads in (1, 2)}
-    if IFMA_MISSING is None:
-        assert expected <= numba_rows() and unavailable_kernels() == []
-    else:
-        assert unavailable_kernels() == [f"numba:kernel=ifma not measured: {IFMA_MISSING}"]
-        assert not any("ifma" in name for name, _, _ in numba_rows())
-        monkeypatch.setattr(ops, "ifma_unavailable_reason", lambda: None)
-        assert expected <= numba_rows() and unavailable_kernels() == []
-    factories = {name: factory for name, mode, threads, factory in configurations(2, 4) if threads == 2}
-    with factories["numba:kernel=ifma"]() as backend:
-        assert backend.kernel == "ifma" and backend.options()["threads"] == 2
+def test_the_portable_lowering_is_used_only_without_ifma():
+    listings = kernels.assembly()
+    has_instruction = any("vpmadd52luq" in listing for listing in listings.values())
+    assert has_instruction == (IFMA_MISSING is None)
