@@ -17,8 +17,9 @@ k <= ``MAX_LIMBS`` = 1000. Carries are propagated once, at the end. u = (t_0 n0)
 since the instruction reads only the low 52 bits of t_0. Inputs below 2m give outputs below 2m because
 R = 2^(52 k) > 4m ("almost Montgomery", as in the narrow family): no conditional subtraction inside an
 exponentiation, one at the end. Squaring (``mont_sqr``) computes the off-diagonal products once, doubles
-them and adds the squares, then reduces: 3 k^2 multiply-adds instead of 4 k^2, two rows per pass so that
-every accumulator load and store still carries four multiply-adds.
+them and adds the squares (Menezes et al., Handbook of Applied Cryptography, 14.16), then reduces: 3 k^2
+multiply-adds instead of 4 k^2, two rows per pass so that every accumulator load and store still carries
+four multiply-adds.
 
 Every ``*_rows`` function handles a contiguous range of groups with its own scratch; the public kernels come
 in ``_serial`` and ``_parallel`` (``prange`` over chunks of groups) variants, as in ``numba_kernels``. Rows

@@ -20,7 +20,8 @@ LIMB_BITS = 52
 """Bits per limb: the operand width of vpmadd52luq / vpmadd52huq."""
 MAX_LIMBS = 1000
 """Most 52-bit limbs per modulus: a Montgomery accumulator receives at most 4 k terms below 2^52 and a carry
-below 4 k + 2, which stays below 2^64 for k <= 1000 (see ``numba_ifma_kernels``)."""
+below 4 k + 2, which stays below 2^64 for k <= 1000 (see ``numba_ifma_kernels``). The backend's own limit,
+``numba_backend.MAX_MODULUS_BITS`` (k = 264), is well inside it."""
 
 
 def group_count(count: int) -> int:
