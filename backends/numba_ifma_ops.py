@@ -196,4 +196,6 @@ def ifma_unavailable_reason() -> str | None:
         return None
     if config.CPU_FEATURES is not None:
         return "NUMBA_CPU_FEATURES does not include +avx512ifma"
+    if binding.get_host_cpu_features().get("avx512ifma", False):
+        return "the CPU reports avx512ifma but numba's target leaves it out (NUMBA_ENABLE_AVX=0?)"
     return f"this CPU ({binding.get_host_cpu_name()}) does not report avx512ifma"
