@@ -6,6 +6,7 @@ the smallest configuration that holds the modulus is used (moduli of fewer limbs
 Montgomery arithmetic only needs an odd modulus below R = 2^(32 limbs)).
 """
 
+import ctypes
 import os
 import re
 import shutil
@@ -20,7 +21,14 @@ from dphe_bench.crypto.limbs import LIMB_BITS, limb_width
 
 POW_WINDOW = 4
 """Window of the variable-base exponentiation; must match POW_WINDOW in ``bigint.cuh``."""
-THREADS_PER_BLOCK = 256
+MAX_BLOCK_THREADS = 256
+"""Most threads per block: the kernels' ``__launch_bounds__`` (-DDPHE_MAX_BLOCK) and the launcher's largest block."""
+MIN_BLOCK_THREADS = 32
+BLOCKS_PER_MULTIPROCESSOR = 2
+"""Below this many blocks per multiprocessor at the largest block size, blocks shrink (see ``block_threads``)."""
+COMPILE_OPTIONS = ("-std=c++17",)
+"""Options the ``cupy`` backend passes to NVRTC with a configuration's definitions (CuPy adds -arch for the
+device and -ftz=true)."""
 KERNEL_NAMES = ("dphe_powmod", "dphe_mulmod", "dphe_walk", "dphe_product", "dphe_crt")
 
 
@@ -38,7 +46,11 @@ class KernelConfig:
     @property
     def definitions(self) -> tuple[str, ...]:
         """The preprocessor definitions that select this variant (for nvcc, NVRTC and the host compiler)."""
-        return (f"-DDPHE_LIMBS={self.limbs}", f"-DDPHE_TPI={self.threads_per_number}")
+        return (
+            f"-DDPHE_LIMBS={self.limbs}",
+            f"-DDPHE_TPI={self.threads_per_number}",
+            f"-DDPHE_MAX_BLOCK={MAX_BLOCK_THREADS}",
+        )
 
 
 CONFIGS = (
@@ -60,6 +72,28 @@ def config_for(modulus: int) -> KernelConfig:
         if modulus.bit_length() <= config.max_modulus_bits:
             return config
     raise ValueError(f"the CUDA kernels handle moduli up to {MAX_MODULUS_BITS} bits, got {modulus.bit_length()}")
+
+
+def block_threads(count: int, threads_per_number: int, multiprocessors: int) -> int:
+    """Threads per block for ``count`` numbers of ``threads_per_number`` threads on a device of
+    ``multiprocessors`` SMs: the largest power of two from MAX_BLOCK_THREADS down to MIN_BLOCK_THREADS (32, a
+    warp) that still gives BLOCKS_PER_MULTIPROCESSOR blocks per SM, else 32. Small batches thus spread over
+    every SM instead of filling a few large blocks (1,000 numbers x 8 threads: 32 blocks of 256 threads on
+    132 SMs, 250 blocks of 32). Every size is a multiple of 32 and of ``threads_per_number``."""
+    if count < 0 or multiprocessors < 1:
+        raise ValueError(f"need count >= 0 and multiprocessors >= 1, got {count} and {multiprocessors}")
+    threads = MAX_BLOCK_THREADS
+    while (
+        threads > MIN_BLOCK_THREADS
+        and -(-count * threads_per_number // threads) < BLOCKS_PER_MULTIPROCESSOR * multiprocessors
+    ):
+        threads //= 2
+    return threads
+
+
+def grid_blocks(count: int, threads_per_number: int, threads: int) -> int:
+    """Blocks of ``threads`` threads that cover ``count`` numbers of ``threads_per_number`` threads."""
+    return -(-count // (threads // threads_per_number))
 
 
 @dataclass(frozen=True)
@@ -164,8 +198,11 @@ class KernelResources:
     spill_load_bytes: int
 
 
-def nvcc_compile(config: KernelConfig, output: Path, arch: str = "sm_90") -> list[KernelResources]:
+def nvcc_compile(
+    config: KernelConfig, output: Path, arch: str = "sm_90", keep_dir: Path | None = None
+) -> list[KernelResources]:
     """Compile the kernels for ``config`` with ``nvcc -cubin -Xptxas -v``; returns ptxas's resource report.
+    With ``keep_dir``, nvcc's intermediate files (the PTX among them) are kept there.
 
     Raises FileNotFoundError when nvcc is not on PATH and CalledProcessError (with nvcc's output) when the
     sources do not compile.
@@ -173,14 +210,55 @@ def nvcc_compile(config: KernelConfig, output: Path, arch: str = "sm_90") -> lis
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         raise FileNotFoundError("nvcc is not on PATH")
-    command = [nvcc, "-cubin", f"-arch={arch}", "-Xptxas", "-v", "-std=c++17", *config.definitions]
+    command = [nvcc, "-cubin", f"-arch={arch}", "-Xptxas", "-v", *COMPILE_OPTIONS, *config.definitions]
+    if keep_dir is not None:
+        command += ["--keep", f"--keep-dir={keep_dir}"]
     command += [str(source_dir() / "paillier_kernels.cu"), "-o", str(output)]
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
     return parse_ptxas_report(config, completed.stdout + completed.stderr)
 
 
-_FUNCTION = re.compile(r"Function properties for (\w+)\s*\n\s*(\d+) bytes stack frame, (\d+) bytes spill stores, "
-                       r"(\d+) bytes spill loads\s*\n.*?Used (\d+) registers")
+def nvrtc_compile(config: KernelConfig, library: str, arch: str = "sm_90") -> list[KernelResources]:
+    """Compile the kernels for ``config`` as the ``cupy`` backend does (NVRTC, the source of ``kernel_source``,
+    COMPILE_OPTIONS, the definitions, CuPy's -ftz=true, a cubin for ``arch``) with ``-Xptxas=-v``; returns
+    ptxas's resource report. ``library`` is NVRTC's shared library (a path, or a name the loader finds:
+    libnvrtc.so.13 comes with ``pip install nvidia-cuda-nvrtc``). No GPU needed.
+
+    Raises OSError when the library does not load and RuntimeError with NVRTC's log when compilation fails.
+    """
+    nvrtc = ctypes.CDLL(library)
+    program = ctypes.c_void_p()
+    if nvrtc.nvrtcCreateProgram(ctypes.byref(program), kernel_source().encode(), b"paillier_kernels.cu", 0, None, None):
+        raise RuntimeError("nvrtcCreateProgram failed")
+    try:
+        options = [*COMPILE_OPTIONS, *config.definitions, f"-arch={arch}", "-ftz=true", "-Xptxas=-v"]
+        encoded = (ctypes.c_char_p * len(options))(*(option.encode() for option in options))
+        status = nvrtc.nvrtcCompileProgram(program, len(options), encoded)
+        size = ctypes.c_size_t()
+        nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetProgramLog(program, log)
+    finally:
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+    if status:
+        raise RuntimeError(f"NVRTC could not compile the kernels for {config}: {log.value.decode()}")
+    return parse_ptxas_report(config, log.value.decode())
+
+
+def nvrtc_version(library: str) -> str:
+    """NVRTC's version, "major.minor", from its shared library."""
+    nvrtc = ctypes.CDLL(library)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    return f"{major.value}.{minor.value}"
+
+
+# nvcc prints "ptxas info    : Function properties for K" then "    N bytes stack frame, ..."; NVRTC's log
+# prints "ptxas         .     N bytes stack frame, ..." on the second line.
+_FUNCTION = re.compile(
+    r"Function properties for (\w+)\s*\n[^\n\d]*(\d+) bytes stack frame, (\d+) bytes spill stores, "
+    r"(\d+) bytes spill loads\s*\n.*?Used (\d+) registers"
+)
 
 
 def parse_ptxas_report(config: KernelConfig, text: str) -> list[KernelResources]:

@@ -5,7 +5,11 @@ exponent digits, widths, fixed-base tables kept on the device, randomness drawn 
 A ``KernelDevice`` moves arrays and launches kernels: ``CupyDevice`` on a GPU (``cupy_backend``), and the
 test suite's host harness on the CPU, which runs the same kernel sources compiled by the host C++ compiler.
 
-The ``*_on_device`` methods take and return device arrays, so benchmarks can time the kernels alone.
+The ``*_on_device`` methods take and return device arrays, so benchmarks can time the kernels alone. A
+kernel gets a bare pointer (CuPy's RawKernel passes ``data.ptr`` whatever the array's strides), so every
+device array is checked before every launch: uint32, C-contiguous, the row width the call names and at least
+``count`` rows; a view or a short array would otherwise give wrong results or an illegal address that leaves
+the CUDA context unusable.
 """
 
 import operator
@@ -30,6 +34,7 @@ from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 
 MAX_CACHED_MODULI = 64
 MAX_CACHED_TABLES = 4
+MAX_CACHED_EXPONENTS = 8
 
 
 class KernelDevice(Protocol):
@@ -42,7 +47,7 @@ class KernelDevice(Protocol):
         """A host copy of a device array (waits for the kernels that write it)."""
 
     def empty(self, shape: tuple[int, ...]) -> Any:
-        """A new uint32 device array."""
+        """A new C-contiguous uint32 device array; its contents are undefined (the kernels write every word)."""
 
     def launch(self, config: KernelConfig, kernel: str, count: int, arguments: tuple) -> None:
         """Run ``kernel`` of ``config``'s module over ``count`` numbers. Arguments are device arrays,
@@ -62,12 +67,24 @@ class _Modulus:
         self.r2 = device.to_device(self.constants.limbs(self.constants.r_power(2)))
         self.r3 = device.to_device(self.constants.limbs(self.constants.r_power(3)))
         self._r_powers: dict[int, Any] = {}
+        self._digits: dict[int, tuple[Any, int]] = {}
 
     def r_power(self, exponent: int) -> Any:
         """R^exponent mod n on the device."""
         if exponent not in self._r_powers:
             self._r_powers[exponent] = self._device.to_device(self.constants.limbs(self.constants.r_power(exponent)))
         return self._r_powers[exponent]
+
+    def digits(self, exponent: int) -> tuple[Any, int]:
+        """The POW_WINDOW-bit digits of ``exponent`` on the device and their number, uploaded once (a few
+        exponents are kept: r^n's n, decryption's p - 1 and q - 1 repeat for every batch)."""
+        cached = self._digits.get(exponent)
+        if cached is None:
+            digits = exponent_digits(exponent)
+            if len(self._digits) >= MAX_CACHED_EXPONENTS:
+                self._digits.pop(next(iter(self._digits)))
+            cached = self._digits[exponent] = (self._device.to_device(digits), len(digits))
+        return cached
 
 
 class _CrtKey:
@@ -90,6 +107,24 @@ def _check_limbs(limbs: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 2 or array.dtype != np.uint32:
         raise ValueError(f"{what} must be a (count, width) uint32 limb array, got {array.dtype} {array.shape}")
     return np.ascontiguousarray(array)
+
+
+def _check_device_array(array: Any, what: str, rows: int, *row_shape: int) -> None:
+    """ValueError unless ``array`` is a C-contiguous uint32 device array of shape (>= rows, *row_shape): what
+    a kernel may read through a bare pointer. ``rows`` must be >= 0."""
+    if rows < 0:
+        raise ValueError(f"count must be >= 0, got {rows}")
+    shape = tuple(getattr(array, "shape", ()))
+    dtype = getattr(array, "dtype", None)
+    flags = getattr(array, "flags", None)
+    if dtype != np.uint32 or flags is None or not flags.c_contiguous:
+        raise ValueError(
+            f"{what} must be a C-contiguous uint32 device array, got {dtype} of shape {shape}"
+            + ("" if flags is None or flags.c_contiguous else " (not C-contiguous: a view?)")
+        )
+    if len(shape) != 1 + len(row_shape) or shape[1:] != row_shape or shape[0] < rows:
+        expected = ", ".join(str(size) for size in row_shape)
+        raise ValueError(f"{what} must have shape (>= {rows}, {expected}) for this launch, got {shape}")
 
 
 class KernelBackend(Backend):
@@ -124,13 +159,16 @@ class KernelBackend(Backend):
                 f"bases of {width} limbs are too wide for a {modulus.bit_length()}-bit modulus "
                 f"(at most {2 * context.config.limbs})"
             )
-        digits = exponent_digits(operator.index(exponent))
+        exponent = operator.index(exponent)
+        if exponent < 0:
+            raise ValueError(f"exponent must be >= 0, got {exponent}")
+        _check_device_array(bases, "bases", count, width)
         out = self._device.empty((count, context.words))
         if count:
+            digits, digit_count = context.digits(exponent)
             arguments = (
                 *(bases, np.int32(width), out, np.int32(context.words), np.int32(count)),
-                *(context.modulus, context.n0inv, context.r2, context.r3),
-                *(self._device.to_device(digits), np.int32(len(digits))),
+                *(context.modulus, context.n0inv, context.r2, context.r3, digits, np.int32(digit_count)),
             )
             self._device.launch(context.config, "dphe_powmod", count, arguments)
         return out
@@ -144,6 +182,8 @@ class KernelBackend(Backend):
                 f"operands of {widest} limbs are too wide for a {modulus.bit_length()}-bit modulus "
                 f"(at most {context.config.limbs})"
             )
+        _check_device_array(a, "a", count, a_width)
+        _check_device_array(b, "b", count, b_width)
         out = self._device.empty((count, context.words))
         if count:
             arguments = (
@@ -156,6 +196,7 @@ class KernelBackend(Backend):
     def walk_on_device(self, table: FixedBaseTable, exponents: Any, exponent_width: int, count: int) -> Any:
         """Fixed-base powers from ``table`` for ``count`` device rows of exponent limbs."""
         context = self._modulus(table.modulus)
+        _check_device_array(exponents, "exponents", count, exponent_width)
         out = self._device.empty((count, context.words))
         if count:
             arguments = (
@@ -169,6 +210,9 @@ class KernelBackend(Backend):
     def product_on_device(self, values: Any, rows: int, count: int, width: int, modulus: int) -> Any:
         """Column products mod modulus of a (rows, count, width) device array of values below modulus."""
         context = self._modulus(modulus)
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, got {rows}")
+        _check_device_array(values, "values", rows, count, width)
         out = self._device.empty((count, context.words))
         if count:
             arguments = (
@@ -192,6 +236,8 @@ class KernelBackend(Backend):
         key = self._crt_keys.get(private_key.public_key.n)
         if key is None:
             key = self._crt_keys[private_key.public_key.n] = _CrtKey(private_key, self._device)
+        _check_device_array(xp, "xp", count, limb_width(private_key.psquare))
+        _check_device_array(xq, "xq", count, limb_width(private_key.qsquare))
         out = self._device.empty((count, key.words))
         if count:
             arguments = (

@@ -2,9 +2,11 @@
 the GPU through the ``cupy`` backend where there is one (skipped otherwise)."""
 
 import ctypes
+import re
 import secrets
 from pathlib import Path
 
+import gmpy2
 import numpy as np
 import phe
 import pytest
@@ -17,11 +19,14 @@ from dphe_bench.backends import available_backends
 from dphe_bench.backends.cuda_layout import (
     CONFIGS,
     KERNEL_NAMES,
+    MAX_BLOCK_THREADS,
     MAX_MODULUS_BITS,
     POW_WINDOW,
     MontgomeryConstants,
+    block_threads,
     config_for,
     exponent_digits,
+    grid_blocks,
     nvcc_compile,
     random_below,
     random_limbs,
@@ -31,6 +36,7 @@ from dphe_bench.backends.cuda_layout import (
 from dphe_bench.backends.kernel_backend import KernelBackend
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.paillier import PrivateKey
 from dphe_bench.errors import CiphertextError, PlaintextRangeError
 
 PROPERTY_SETTINGS = settings(
@@ -240,8 +246,9 @@ def test_decryption_recovers_any_plaintext(kernels, small_keypair, data):
     """The CRT kernel (exact divisions by p and q, Garner's step) on random and edge plaintexts."""
     public_key, private_key = small_keypair
     n = public_key.n
-    plaintexts = data.draw(st.lists(st.one_of(st.integers(0, n - 1), st.sampled_from([0, 1, n - 1, n // 2])),
-                                    min_size=1, max_size=8))
+    plaintexts = data.draw(
+        st.lists(st.one_of(st.integers(0, n - 1), st.sampled_from([0, 1, n - 1, n // 2])), min_size=1, max_size=8)
+    )
     ciphertexts = get_backend("python").encrypt(public_key, plaintexts)
     assert kernels.decrypt(private_key, ciphertexts) == plaintexts
 
@@ -283,39 +290,51 @@ def test_every_launch_uses_the_configuration_of_its_modulus(harness_folder, keyp
 # ---- The kernels' device form (warp shuffles and ballots, group set-up, tails) on the warp emulator. ----
 
 
+def key_of_bits(bits: int) -> PrivateKey:
+    """A key whose n has ``bits`` or ``bits - 1`` bits, so that its CRT kernel runs on config_for(2**bits - 1)."""
+    p = int(gmpy2.next_prime(secrets.randbits(bits // 2) | 3 << (bits // 2 - 2)))
+    q = int(gmpy2.next_prime(secrets.randbits(bits // 2) | 3 << (bits // 2 - 2)))
+    return PrivateKey.insecure_for_tests(p, q)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("bits", [1024, 3072, 6144], ids=lambda bits: f"{bits}-bit")
-def test_device_code_on_the_warp_emulator(harness_folder, bits):
-    """Each emulated warp is 32 OS threads; 3 numbers in blocks of 64 threads leave idle groups in the tail."""
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.limbs}x{c.threads_per_number}")
+def test_every_kernel_in_device_form_on_the_warp_emulator(harness_folder, config):
+    """Every kernel in its device form at every configuration, on 3 numbers (2 for the exponentiation): blocks
+    of the size the cupy backend picks on one SM, so groups of 4 to 16 threads leave idle groups in the tail.
+    The CRT kernel runs at the configurations of n for 1024- to 4096-bit keys (those the key sizes use)."""
     emulated = WarpEmulatorBackend(harness_folder)
-    modulus = edge_moduli(bits)[3]
+    modulus = edge_moduli(config.max_modulus_bits)[3]
+    assert config_for(modulus) == config
     width = limb_width(modulus)
     a = [modulus - 1, *(secrets.randbelow(modulus) for _ in range(2))]
     b = [modulus - 2, *(secrets.randbelow(modulus) for _ in range(2))]
     product = emulated.mulmod(ints_to_limbs(a, width), ints_to_limbs(b, width), modulus)
     assert limbs_to_ints(product) == [x * y % modulus for x, y in zip(a, b, strict=True)]
     stacked = np.stack([ints_to_limbs(a, width), ints_to_limbs(b, width)])
-    columns = emulated.product_on_device(stacked, 2, 3, width, modulus)
-    assert limbs_to_ints(columns) == limbs_to_ints(product)
-    if bits > 1024:
-        return
-    wide = [secrets.randbits(64 * config_for(modulus).limbs) for _ in range(3)]
-    powers = emulated.powmod(ints_to_limbs(wide, 2 * config_for(modulus).limbs), 0x1F, modulus)
+    assert limbs_to_ints(emulated.product_on_device(stacked, 2, 3, width, modulus)) == limbs_to_ints(product)
+    wide = [secrets.randbits(64 * config.limbs) for _ in range(2)]
+    powers = emulated.powmod(ints_to_limbs(wide, 2 * config.limbs), 0x1F, modulus)
     assert limbs_to_ints(powers) == [pow(value, 0x1F, modulus) for value in wide]
-    table = get_backend("gmpy2").build_fixed_base_table(7, modulus, 16, 4)
-    exponents = [0, 0xFFFF, secrets.randbits(16)]
+    table = get_backend("gmpy2").build_fixed_base_table(7, modulus, 12, 4)
+    exponents = [0, 0xFFF, secrets.randbits(12)]
     assert limbs_to_ints(emulated.fixed_base_powmod(table, exponents)) == [pow(7, e, modulus) for e in exponents]
-
-
-def test_crt_recombination_on_the_warp_emulator(harness_folder, small_keypair):
-    public_key, private_key = small_keypair
-    plaintexts = [0, public_key.n - 1, secrets.randbelow(public_key.n)]
-    ciphertexts = limbs_to_ints(get_backend("python").encrypt(public_key, plaintexts).limbs)
+    launched = {
+        (kernel, threads)
+        for (_, kernel, _), (_, threads) in zip(emulated._device.launches, emulated._device.blocks, strict=True)
+    }
+    assert {kernel for kernel, _ in launched} == {"dphe_mulmod", "dphe_product", "dphe_powmod", "dphe_walk"}
+    if config.limbs > 128:
+        return
+    private_key = key_of_bits(config.max_modulus_bits)
+    assert config_for(private_key.public_key.n) == config
+    n = private_key.public_key.n
+    plaintexts = [0, n - 1, secrets.randbelow(n)]
+    ciphertexts = limbs_to_ints(get_backend("gmpy2").encrypt(private_key.public_key, plaintexts).limbs)
     p, q = private_key.p, private_key.q
     xp = ints_to_limbs([pow(c, p - 1, private_key.psquare) for c in ciphertexts], limb_width(private_key.psquare))
     xq = ints_to_limbs([pow(c, q - 1, private_key.qsquare) for c in ciphertexts], limb_width(private_key.qsquare))
-    plain = WarpEmulatorBackend(harness_folder).crt_on_device(private_key, xp, xq, len(plaintexts))
-    assert limbs_to_ints(plain) == plaintexts
+    assert limbs_to_ints(emulated.crt_on_device(private_key, xp, xq, len(plaintexts))) == plaintexts
 
 
 # ---- Errors. ----
@@ -342,6 +361,55 @@ def test_kernel_arguments_are_checked(kernels):
         kernels.powmod(np.zeros((2, 4), dtype=np.int64), 3, modulus)
 
 
+def test_device_arrays_are_checked_before_every_launch(harness_folder, small_keypair):
+    """A kernel reads through a bare pointer: views, other dtypes, other widths and short arrays are refused
+    before anything is launched."""
+    backend = HostKernelBackend(harness_folder)
+    modulus = random_modulus(512)
+    good = np.zeros((4, 16), dtype=np.uint32)
+    bad = {
+        "a view": good[:, :8],
+        "int64": good.astype(np.int64),
+        "short": good[:3].copy(),
+        "wrong width": np.zeros((4, 12), dtype=np.uint32),
+        "one-dimensional": np.zeros(64, dtype=np.uint32),
+        "not an array": [[0] * 16] * 4,
+    }
+    table = get_backend("python").build_fixed_base_table(3, modulus, 64, 4)
+    _, private_key = small_keypair
+    crt_width = limb_width(private_key.psquare)
+    for array in bad.values():
+        launches = [
+            lambda array=array: backend.powmod_on_device(array, 16, 4, 5, modulus),
+            lambda array=array: backend.mulmod_on_device(good, 16, array, 16, 4, modulus),
+            lambda array=array: backend.walk_on_device(table, array, 16, 4),
+            lambda array=array: backend.crt_on_device(private_key, array, np.zeros((4, crt_width), np.uint32), 4),
+        ]
+        for launch in launches:
+            with pytest.raises(ValueError, match=r"must be a C-contiguous uint32|must have shape"):
+                launch()
+    with pytest.raises(ValueError, match=r"values must have shape \(>= 2, 4, 16\)"):
+        backend.product_on_device(np.zeros((2, 5, 16), dtype=np.uint32), 2, 4, 16, modulus)
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        backend.powmod_on_device(good, 16, -1, 5, modulus)
+    assert backend._device.launches == []
+
+
+def test_exponent_digits_are_uploaded_once_per_exponent(harness_folder):
+    backend = HostKernelBackend(harness_folder)
+    uploads = []
+    upload = backend._device.to_device
+    backend._device.to_device = lambda array: uploads.append(array.shape) or upload(array)
+    modulus = random_modulus(1024)
+    bases = backend._device.to_device(ints_to_limbs([3, 5], 32))
+    exponent = secrets.randbits(1000)
+    first = backend.powmod_on_device(bases, 32, 2, exponent, modulus)
+    uploaded = len(uploads)
+    second = backend.powmod_on_device(bases, 32, 2, exponent, modulus)
+    assert len(uploads) == uploaded
+    assert limbs_to_ints(first) == limbs_to_ints(second) == [pow(b, exponent, modulus) for b in (3, 5)]
+
+
 def test_encrypt_refuses_out_of_range_plaintexts_before_drawing_obfuscators(make_kernels, small_keypair):
     public_key, _ = small_keypair
     backend = make_kernels(obfuscation="pool")
@@ -362,6 +430,31 @@ def test_empty_batches_launch_nothing(harness_folder):
 # ---- Host-side layout helpers. ----
 
 
+@given(st.integers(0, 10**7), st.sampled_from([4, 8, 16, 32]), st.integers(1, 200))
+def test_blocks_cover_the_batch_and_shrink_only_for_small_batches(count, threads_per_number, multiprocessors):
+    threads = block_threads(count, threads_per_number, multiprocessors)
+    assert threads in (32, 64, 128, MAX_BLOCK_THREADS)
+    assert threads % threads_per_number == 0
+    blocks = grid_blocks(count, threads_per_number, threads)
+    assert blocks * threads >= count * threads_per_number
+    assert (blocks - 1) * threads < count * threads_per_number or count == 0
+    if threads < MAX_BLOCK_THREADS:
+        # A larger block would have given fewer than two blocks per SM.
+        larger = 2 * threads
+        assert grid_blocks(count, threads_per_number, larger) < 2 * multiprocessors
+    else:
+        assert grid_blocks(count, threads_per_number, threads) >= 2 * multiprocessors or threads == 32
+
+
+def test_small_batches_spread_over_the_multiprocessors():
+    # 1,000 numbers of 8 threads on 132 SMs: 32 blocks of 256 threads would leave 100 SMs idle.
+    assert block_threads(1000, 8, 132) == 32
+    assert grid_blocks(1000, 8, 32) == 250
+    assert block_threads(100_000, 8, 132) == MAX_BLOCK_THREADS
+    with pytest.raises(ValueError, match="multiprocessors >= 1"):
+        block_threads(10, 8, 0)
+
+
 def test_configuration_is_the_smallest_that_holds_the_modulus():
     assert config_for(3) == CONFIGS[0]
     for config in CONFIGS:
@@ -369,7 +462,12 @@ def test_configuration_is_the_smallest_that_holds_the_modulus():
         assert config_for(top) == config
         assert config.limbs % config.threads_per_number == 0
     assert [config_for(random_modulus(bits)).limbs for bits in (1024, 2048, 3072, 4096, 6144, 8192)] == [
-        32, 64, 96, 128, 192, 256,
+        32,
+        64,
+        96,
+        128,
+        192,
+        256,
     ]
 
 
@@ -416,13 +514,23 @@ def test_random_below_refuses_a_bound_below_two():
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.limbs}x{c.threads_per_number}")
 def test_kernels_compile_for_sm_90_without_spills(tmp_path, config):
     try:
-        report = nvcc_compile(config, tmp_path / "kernels.cubin")
+        report = nvcc_compile(config, tmp_path / "kernels.cubin", keep_dir=tmp_path)
     except FileNotFoundError:
         pytest.skip("nvcc is not installed")
+    # Every kernel declares its block limit, and every global load of an input takes the read-only path
+    # (const __restrict__): ld.global.nc, never a plain ld.global.
+    ptx = (tmp_path / "paillier_kernels.ptx").read_text()
+    entries = re.split(r"\.entry ", ptx)[1:]
+    assert sorted(entry.split("(")[0] for entry in entries) == sorted(KERNEL_NAMES)
+    for entry in entries:
+        assert f".maxntid {MAX_BLOCK_THREADS}, 1, 1" in entry and ".minnctapersm 1" in entry
+        assert "ld.global.nc" in entry
+        assert not re.search(r"ld\.global\.(?!nc)", entry)
     assert sorted(resources.kernel for resources in report) == sorted(KERNEL_NAMES)
     for resources in report:
         assert resources.spill_store_bytes == 0 and resources.spill_load_bytes == 0, resources
-        assert resources.registers <= 255
+        # __launch_bounds__(MAX_BLOCK_THREADS, 1): a full block always has the registers it needs.
+        assert resources.registers * MAX_BLOCK_THREADS <= 65536, resources
 
 
 def test_kernel_sources_ship_as_package_data():
@@ -435,4 +543,3 @@ def test_cupy_backend_reports_why_it_cannot_run_here():
     assert status.available == (status.reason is None)
     if not status.available:
         assert "cupy" in status.reason.lower() or "cuda" in status.reason.lower()
-

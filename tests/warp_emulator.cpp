@@ -1,31 +1,33 @@
 /* The CUDA kernels in their *device* form (bigint.cuh's __CUDACC__ branch, paillier_kernels.cu's entry
- * points), run on the CPU: every emulated GPU thread is an OS thread, a warp's 32 threads meet at a
- * barrier for each warp intrinsic, and the intrinsics follow the CUDA semantics of width-limited shuffles
- * and ballots (a source lane outside the caller's segment, or outside the mask, aborts with a message).
+ * points), run on the CPU: every emulated GPU thread is a fiber (ucontext) with its own stack, a warp's 32
+ * fibers meet at a barrier for each warp intrinsic, and the intrinsics follow the CUDA semantics of
+ * width-limited shuffles and ballots (a source lane outside the caller's segment, or outside the mask,
+ * aborts with a message). One OS thread runs the fibers of a warp in turn, from one intrinsic to the next:
+ * switching fibers costs far less than waking 32 OS threads, so every configuration can be emulated.
  *
  * This checks what the host harness cannot: the group set-up (lane, segment base, mask), the shuffle and
  * ballot code, and the kernels' indexing and tail handling. Built by tests/test_cuda_core.py with
  *   c++ -std=c++20 -O1 -pthread -shared -fPIC -I backends/cuda -DDPHE_LIMBS=.. -DDPHE_TPI=..
- * Warps run one after another; the threads of one warp run together. Slow: for small batches only.
+ * Warps run one after another. Slow all the same: for small batches only.
  */
-#include <chrono>
-#include <condition_variable>
+#include <ucontext.h>
+
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
-#include <thread>
+#include <functional>
 #include <vector>
 
 #define __CUDACC__ 1
 #define __device__
 #define __global__
 #define __forceinline__ inline
+#define __launch_bounds__(threads, min_blocks)
 
 struct EmulatedIndex {
     unsigned x, y, z;
 };
 
-static thread_local EmulatedIndex threadIdx, blockIdx, blockDim;
+static EmulatedIndex threadIdx, blockIdx, blockDim;
 
 namespace emulator {
 
@@ -37,39 +39,31 @@ constexpr int WARP = 32;
     std::abort();
 }
 
-/* A reusable barrier for the 32 threads of a warp that aborts instead of hanging when threads diverge. */
-class WarpBarrier {
-  public:
-    void arrive_and_wait(int lane) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        unsigned long generation = generation_;
-        if (++arrived_ == WARP) {
-            arrived_ = 0;
-            ++generation_;
-            condition_.notify_all();
-            return;
-        }
-        if (!condition_.wait_for(lock, std::chrono::seconds(20), [&] { return generation_ != generation; })) {
-            fail("threads of a warp did not all reach the same intrinsic", lane);
-        }
-    }
+constexpr size_t STACK_BYTES = 256 * 1024;
 
-  private:
-    std::mutex mutex_;
-    std::condition_variable condition_;
-    int arrived_ = 0;
-    unsigned long generation_ = 0;
-};
-
+/* One warp: a fiber per lane, the scheduler's context, and what the lanes publish at an intrinsic. */
 struct Warp {
-    WarpBarrier barrier;
+    ucontext_t scheduler;
+    ucontext_t fibers[WARP];
+    std::vector<char> stacks[WARP];
+    bool finished[WARP];
+    bool waiting[WARP];
     unsigned long long values[WARP];
     unsigned masks[WARP];
+    const std::function<void()>* body;
 };
 
-thread_local Warp* current = nullptr;
+Warp* current = nullptr;
+int running = -1; /* the warp lane whose fiber runs now */
 
-int lane() { return (int)(threadIdx.x % WARP); }
+int lane() { return running; }
+
+/* Every lane waits here until all 32 have arrived (the scheduler resumes them together). */
+void arrive_and_wait() {
+    int me = lane();
+    current->waiting[me] = true;
+    swapcontext(&current->fibers[me], &current->scheduler);
+}
 
 /* Publishes this lane's value and mask; returns after every lane of the warp has published. */
 void publish(unsigned mask, unsigned long long value) {
@@ -77,7 +71,7 @@ void publish(unsigned mask, unsigned long long value) {
     if (!(mask >> me & 1u)) fail("a thread called a *_sync intrinsic with a mask that leaves it out", me);
     current->values[me] = value;
     current->masks[me] = mask;
-    current->barrier.arrive_and_wait(me);
+    arrive_and_wait();
 }
 
 /* The value lane ``source`` published; it must be in the caller's mask and have used the same mask. */
@@ -88,7 +82,7 @@ unsigned long long peek(unsigned mask, int source) {
 }
 
 /* Waits until every lane has read what it needs, so the next intrinsic may overwrite the values. */
-void finish() { current->barrier.arrive_and_wait(lane()); }
+void finish() { arrive_and_wait(); }
 
 unsigned long long read(unsigned mask, int source) {
     unsigned long long value = peek(mask, source);
@@ -138,24 +132,60 @@ unsigned __ballot_sync(unsigned mask, int predicate) {
 
 #include "paillier_kernels.cu"
 
+namespace emulator {
+
+void fiber_main() {
+    (*current->body)();
+    current->finished[running] = true;
+} /* returns to the scheduler through uc_link */
+
+/* Runs the 32 lanes of warp ``warp_index`` of block ``block`` from one intrinsic to the next until all end;
+ * aborts if some lanes end while others wait at an intrinsic (threads of a warp that diverged). */
+void run_warp(int block, int warp_index, int threads, const std::function<void()>& body) {
+    Warp warp;
+    warp.body = &body;
+    current = &warp;
+    for (int l = 0; l < WARP; ++l) {
+        warp.stacks[l].resize(STACK_BYTES);
+        warp.finished[l] = false;
+        getcontext(&warp.fibers[l]);
+        warp.fibers[l].uc_stack.ss_sp = warp.stacks[l].data();
+        warp.fibers[l].uc_stack.ss_size = STACK_BYTES;
+        warp.fibers[l].uc_link = &warp.scheduler;
+        makecontext(&warp.fibers[l], fiber_main, 0);
+    }
+    blockIdx = {(unsigned)block, 0, 0};
+    blockDim = {(unsigned)threads, 1, 1};
+    for (;;) {
+        int waiting = 0, finished = 0;
+        for (int l = 0; l < WARP; ++l) {
+            if (warp.finished[l]) continue;
+            warp.waiting[l] = false;
+            running = l;
+            threadIdx = {(unsigned)(warp_index * WARP + l), 0, 0};
+            swapcontext(&warp.scheduler, &warp.fibers[l]);
+        }
+        for (int l = 0; l < WARP; ++l) {
+            finished += warp.finished[l];
+            waiting += !warp.finished[l] && warp.waiting[l];
+        }
+        if (finished == WARP) break;
+        if (waiting != WARP) fail("threads of a warp did not all reach the same intrinsic", -1);
+    }
+    current = nullptr;
+    running = -1;
+}
+
+}  // namespace emulator
+
 /* Runs ``kernel`` over a grid of ``blocks`` blocks of ``threads`` threads (a multiple of 32), warp by warp. */
 template <typename Kernel, typename... Arguments>
 static void run_grid(int blocks, int threads, Kernel kernel, Arguments... arguments) {
     if (threads <= 0 || threads % emulator::WARP) emulator::fail("blocks must be a multiple of 32 threads", -1);
+    const std::function<void()> body = [&] { kernel(arguments...); };
     for (int block = 0; block < blocks; ++block) {
         for (int warp_index = 0; warp_index < threads / emulator::WARP; ++warp_index) {
-            emulator::Warp warp;
-            std::vector<std::thread> team;
-            for (int lane = 0; lane < emulator::WARP; ++lane) {
-                team.emplace_back([&, lane] {
-                    threadIdx = {(unsigned)(warp_index * emulator::WARP + lane), 0, 0};
-                    blockIdx = {(unsigned)block, 0, 0};
-                    blockDim = {(unsigned)threads, 1, 1};
-                    emulator::current = &warp;
-                    kernel(arguments...);
-                });
-            }
-            for (std::thread& thread : team) thread.join();
+            emulator::run_warp(block, warp_index, threads, body);
         }
     }
 }

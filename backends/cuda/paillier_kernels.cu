@@ -2,12 +2,26 @@
  *
  * Compiled by cupy.RawModule (NVRTC) with -DDPHE_LIMBS=... -DDPHE_TPI=... for the configuration the modulus
  * needs (see dphe_bench.backends.cuda_layout), and by nvcc -cubin in the test suite. Blocks must be a
- * multiple of 32 threads. Threads of the last block past ``count`` numbers compute on the last number and
- * write nothing, so every lane of a group always takes part in its shuffles.
+ * multiple of 32 threads and at most DPHE_MAX_BLOCK threads (__launch_bounds__: the compiler keeps the
+ * registers per thread low enough for such a block to launch). The second bound, one block per SM, keeps
+ * ptxas from trading registers for occupancy: with the first bound alone, NVRTC 13.5 caps powmod and walk
+ * at 80 registers and spills. Threads of the last block past ``count``
+ * numbers compute on the last number and write nothing, so every lane of a group always takes part in its
+ * shuffles.
  *
- * Batches are item-major uint32 arrays (count, width), least significant limb first.
+ * Batches are item-major uint32 arrays (count, width), least significant limb first. Read-only inputs are
+ * ``const u32* __restrict__`` and no output overlaps an input, so the compiler may load them through the
+ * read-only data path (rows have any width, so loads stay per word).
  */
 #include "bigint.cuh"
+
+#ifndef DPHE_MAX_BLOCK
+#error "compile with -DDPHE_MAX_BLOCK=<most threads per block>"
+#endif
+
+#define DPHE_KERNEL extern "C" __global__ void __launch_bounds__(DPHE_MAX_BLOCK, 1)
+typedef const u32* __restrict__ In;
+typedef u32* __restrict__ Out;
 
 /* This thread's group, and the number it works on (clamped to count - 1; *active is false past it). */
 DPHE_FN Group this_group(int count, long long* number, bool* active) {
@@ -21,9 +35,8 @@ DPHE_FN Group this_group(int count, long long* number, bool* active) {
     return g;
 }
 
-extern "C" __global__ void dphe_powmod(const u32* bases, int base_width, u32* out, int out_width, int count,
-                                       const u32* modulus, u32 n0inv, const u32* r2, const u32* r3,
-                                       const u32* digits, int digit_count) {
+DPHE_KERNEL dphe_powmod(In bases, int base_width, Out out, int out_width, int count, In modulus, u32 n0inv, In r2,
+                        In r3, In digits, int digit_count) {
     long long i;
     bool active;
     Group g = this_group(count, &i, &active);
@@ -31,8 +44,8 @@ extern "C" __global__ void dphe_powmod(const u32* bases, int base_width, u32* ou
                   r2, r3, digits, digit_count);
 }
 
-extern "C" __global__ void dphe_mulmod(const u32* a, int a_width, const u32* b, int b_width, u32* out,
-                                       int out_width, int count, const u32* modulus, u32 n0inv, const u32* r2) {
+DPHE_KERNEL dphe_mulmod(In a, int a_width, In b, int b_width, Out out, int out_width, int count, In modulus,
+                        u32 n0inv, In r2) {
     long long i;
     bool active;
     Group g = this_group(count, &i, &active);
@@ -40,9 +53,8 @@ extern "C" __global__ void dphe_mulmod(const u32* a, int a_width, const u32* b, 
                   modulus, n0inv, r2);
 }
 
-extern "C" __global__ void dphe_walk(const u32* entries, int entry_width, int window_bits, int windows,
-                                     const u32* exponents, int exponent_width, u32* out, int out_width, int count,
-                                     const u32* modulus, u32 n0inv, const u32* fix) {
+DPHE_KERNEL dphe_walk(In entries, int entry_width, int window_bits, int windows, In exponents, int exponent_width,
+                      Out out, int out_width, int count, In modulus, u32 n0inv, In fix) {
     long long i;
     bool active;
     Group g = this_group(count, &i, &active);
@@ -50,8 +62,8 @@ extern "C" __global__ void dphe_walk(const u32* entries, int entry_width, int wi
                 out + i * out_width, out_width, active, modulus, n0inv, fix);
 }
 
-extern "C" __global__ void dphe_product(const u32* values, int width, int rows, u32* out, int out_width, int count,
-                                        const u32* modulus, u32 n0inv, const u32* fix) {
+DPHE_KERNEL dphe_product(In values, int width, int rows, Out out, int out_width, int count, In modulus, u32 n0inv,
+                         In fix) {
     long long i;
     bool active;
     Group g = this_group(count, &i, &active);
@@ -59,8 +71,8 @@ extern "C" __global__ void dphe_product(const u32* values, int width, int rows, 
                    fix);
 }
 
-extern "C" __global__ void dphe_crt(const u32* xp, int xp_width, const u32* xq, int xq_width, u32* out, int out_width,
-                                    int count, const u32* constants, u32 p0inv, u32 q0inv, u32 n0inv) {
+DPHE_KERNEL dphe_crt(In xp, int xp_width, In xq, int xq_width, Out out, int out_width, int count, In constants,
+                     u32 p0inv, u32 q0inv, u32 n0inv) {
     long long i;
     bool active;
     Group g = this_group(count, &i, &active);
