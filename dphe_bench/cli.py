@@ -359,36 +359,52 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keyserver(args: argparse.Namespace) -> int:
+    import logging
+
     from dphe_bench.backends import resolve_backend_name
-    from dphe_bench.deploy.keyserver import (
-        KeyService,
-        check_transport,
-        key_generator_from_config,
-        start_key_server,
-    )
+    from dphe_bench.deploy.keyserver import KeyService, check_transport, key_generator_from_config
     from dphe_bench.learning.config import backend_options
 
     check_transport(args.host, args.tls_cert, args.tls_key, args.insecure_local_test)
+    try:
+        from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
+    except ImportError as exc:
+        raise DpheError(
+            f"the key server needs uvicorn and starlette ({exc}): pip install 'dphe-bench[flower]'"
+        ) from None
     config = load_config(args.config, args.overrides)
-    backend_name = resolve_backend_name(None, config.crypto.backend)
-    with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
-        key_generator = key_generator_from_config(config, args.dimension, backend)
-        service = KeyService(key_generator, Path(args.tokens_dir), Path(args.out) if args.out else None)
-        server = start_key_server(
-            service, args.host, args.port, args.tls_cert, args.tls_key, insecure_local_test=args.insecure_local_test
-        )
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        print(
-            f"keyserver: {config.crypto.scheme} for {config.federation.users} users, D = {args.dimension}, "
-            f"backend {backend_name}; serving on {server.url}; tokens in {args.tokens_dir}",
-            flush=True,
-        )
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
-        finally:
-            server.server_close()
+    # Bind first: an address that cannot be served fails before any key or token is made.
+    try:
+        listener = bind_listener(args.host, args.port)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DpheError(f"the key server cannot listen on {args.host} port {args.port}: {reason}") from None
+    try:
+        backend_name = resolve_backend_name(None, config.crypto.backend)
+        with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
+            key_generator = key_generator_from_config(config, args.dimension, backend)
+            service = KeyService(key_generator, Path(args.tokens_dir), Path(args.out) if args.out else None)
+            server = start_key_server(
+                service, listener, args.tls_cert, args.tls_key, insecure_local_test=args.insecure_local_test
+            )
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("keyserver: %(message)s"))
+            for name, level in (("dphe_bench.keyserver", logging.INFO), ("uvicorn", logging.WARNING)):
+                logging.getLogger(name).addHandler(handler)
+                logging.getLogger(name).setLevel(level)
+            print(
+                f"keyserver: {config.crypto.scheme} for {config.federation.users} users "
+                f"(at least {config.federation.min_contributors} per round), D = {args.dimension}, "
+                f"backend {backend_name}; serving on {server.url}; tokens in {args.tokens_dir}",
+                flush=True,
+            )
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
+    finally:
+        listener.close()
     return 0
 
 

@@ -22,9 +22,9 @@ from dphe_bench.deploy.keyserver import (
     check_transport,
     is_loopback,
     key_generator_from_config,
-    start_key_server,
     token_filename,
 )
+from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
 from dphe_bench.deploy.processes import free_ports, start_child, stop_children
 from dphe_bench.learning.config import load_config
 from dphe_bench.schemes import get_scheme
@@ -42,7 +42,7 @@ def _weights(user_id: int) -> np.ndarray:
 
 
 def _serve(service: KeyService, **transport) -> tuple:
-    server = start_key_server(service, "127.0.0.1", 0, **transport)
+    server = start_key_server(service, bind_listener("127.0.0.1", 0), **transport)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
@@ -175,13 +175,14 @@ def test_a_rejected_aggregate_leaves_the_key_server_unchanged(key_server):
     aggregator_client = _client(server, tokens_dir, Party(AGGREGATOR))
     backend = get_backend("gmpy2")
     aggregator = get_scheme("dphe").aggregator(aggregator_client.setup(), backend)
-    user = get_scheme("dphe").user(_client(server, tokens_dir, Party(USER, 0)).setup(), backend)
-    aggregator.receive(user.submit(_weights(0), 0))
+    for user_id in (0, 1):
+        user = get_scheme("dphe").user(_client(server, tokens_dir, Party(USER, user_id)).setup(), backend)
+        aggregator.receive(user.submit(_weights(user_id), 0))
     aggregate = aggregator.finish()
     with pytest.raises(KeyServerError, match="HTTP 400: aggregate rejected"):
         aggregator_client.publish(aggregate[:-3])
     assert service.rounds_published == 0
-    assert aggregator_client.publish(aggregate) == {"round": 0, "contributors": 1}
+    assert aggregator_client.publish(aggregate) == {"round": 0, "contributors": 2}
     with pytest.raises(KeyServerError, match=r"HTTP 400.*round 0, expected round 1"):
         aggregator_client.publish(aggregate)
     assert service.rounds_published == 1

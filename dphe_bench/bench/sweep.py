@@ -36,6 +36,7 @@ from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
 from dphe_bench.files import write_text_atomically
 from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
 from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
 
@@ -275,6 +276,9 @@ def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dic
         scheme=cell.scheme.name,
         backend=backend,
         key_bits=cell.key_bits or DEFAULT_KEY_BITS,
+        # A one-user cell measures cost only; its "average" is that user's weights, so the key generator must be
+        # told explicitly to publish a round of one contributor.
+        min_contributors=1 if cell.users == 1 else DEFAULT_MIN_CONTRIBUTORS,
         **dict(cell.scheme.options),
     )
     stacked = np.stack(vectors)

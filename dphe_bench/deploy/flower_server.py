@@ -90,15 +90,23 @@ class DpheStrategy(Strategy):
         Nodes to wait for before the first round (the federation's users).
     connect_timeout : float
         Seconds to wait for them.
+    min_contributors : int
+        The fewest updates a round needs (``federation.min_contributors``): the key generator refuses fewer.
     """
 
     def __init__(
-        self, aggregator: Aggregator, key_server: KeyServerClient, expected_nodes: int, connect_timeout: float
+        self,
+        aggregator: Aggregator,
+        key_server: KeyServerClient,
+        expected_nodes: int,
+        connect_timeout: float,
+        min_contributors: int,
     ):
         self.aggregator = aggregator
         self.key_server = key_server
         self.expected_nodes = expected_nodes
         self.connect_timeout = connect_timeout
+        self.min_contributors = min_contributors
         self.rounds: list[dict[str, Any]] = []
         self._round_start = 0.0
         self._messages: list[Message] = []
@@ -159,8 +167,11 @@ class DpheStrategy(Strategy):
         ]
         for entry in dropped:
             log(WARNING, "round %d: node %s dropped out (%s)", round_index, entry["node_id"], entry["reason"])
-        if not nodes:
-            raise ProtocolError(f"round {round_index}: no node returned an update; dropouts: {dropped}")
+        if len(nodes) < self.min_contributors:
+            raise ProtocolError(
+                f"round {round_index}: {len(nodes)} node(s) returned an update, fewer than federation.min_contributors "
+                f"= {self.min_contributors} (the key generator would refuse the round); dropouts: {dropped}"
+            )
         contributors = self.aggregator.contributors
         aggregate = self.aggregator.finish()
         answer = self.key_server.publish(aggregate)
@@ -212,7 +223,9 @@ def main(grid: Grid, context: Context) -> None:
     backend_name = resolve_backend_name(None, config.crypto.backend)
     with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
         aggregator = get_scheme(config.crypto.scheme).aggregator(key_server.setup(), backend)
-        strategy = DpheStrategy(aggregator, key_server, config.federation.users, settings.round_timeout)
+        strategy = DpheStrategy(
+            aggregator, key_server, config.federation.users, settings.round_timeout, config.federation.min_contributors
+        )
         strategy.start(grid, ArrayRecord(), num_rounds=config.federation.rounds, timeout=settings.round_timeout)
     if settings.results_file:
         record = {"scheme": config.crypto.scheme, "backend": backend_name, "rounds": strategy.rounds}

@@ -81,9 +81,9 @@ class KeyServerClient:
     def average(self, round_index: int, dimension: int) -> np.ndarray:
         """The average published after round ``round_index`` (users only), float64 (D,)."""
         body, headers = self._request("GET", f"/average/{round_index}")
-        if len(body) != 8 * dimension or headers.get("X-DPHE-Round") != str(round_index):
+        if len(body) != 8 * dimension or headers.get("x-dphe-round") != str(round_index):
             raise KeyServerError(
-                f"the key server sent {len(body)} bytes for round {headers.get('X-DPHE-Round')}, "
+                f"the key server sent {len(body)} bytes for round {headers.get('x-dphe-round')}, "
                 f"expected {8 * dimension} for round {round_index}"
             )
         return np.frombuffer(body, dtype="<f8").astype(np.float64)
@@ -93,6 +93,7 @@ class KeyServerClient:
         return json.loads(self._request("GET", "/status")[0])
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[bytes, dict[str, str]]:
+        """The body and the headers (names in lower case) of the answer to ``method path``."""
         request = urllib.request.Request(f"{self.url}{API}{path}", data=body, method=method)
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token}")
@@ -102,7 +103,7 @@ class KeyServerClient:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
                 data = response.read()
-                headers = dict(response.headers.items())
+                headers = {name.lower(): value for name, value in response.headers.items()}
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", "replace").strip()
             raise KeyServerError(f"key server {method} {path}: HTTP {exc.code}: {reason}") from None

@@ -20,7 +20,17 @@ Every request but health and status carries ``Authorization: Bearer <token>``; t
 party (``aggregator.token``, ``user-<i>.token`` in the tokens folder, mode 0600). So the aggregator can
 never fetch a user's setup (which holds P) nor the published model, and a user cannot post aggregates
 or fetch another user's P_i. Errors: 401 (no or unknown token), 403 (wrong party), 404 (unknown path or
-round not published yet), 400 (a rejected message; K's state is unchanged), 411/413 (body length).
+round not published yet), 410 (a round voided by a protocol violation), 400 (a rejected message),
+409 (no aggregate is decrypted now), 411/413 (body length); the HTTP layer is ``keyserver_http``.
+
+The aggregate endpoint would be a decryption oracle if its answers depended on the decrypted values:
+Paillier ciphertexts are malleable, so the aggregator can turn a user's E(m) into E(m + k) and ask
+whether m + k decodes. So ``KeyService.publish`` checks everything that needs no key before decrypting
+(``check_aggregate``: kind, scheme, round, dimension, contributor count, key, ciphertext count and range,
+indices), and those refusals leave K's state unchanged. Any failure after decryption is answered with
+one fixed message (``VOID_ROUND``), logged as an alert, voids the round and stops all further decryption:
+one decryption attempt per round, and none after a violation (the aggregator could otherwise replay an
+earlier round's ciphertext as each later round's aggregate and learn one bit per round).
 
 Transport: the tokens and the setup messages must not travel in the clear, so the service only runs
 over TLS (``certfile`` + ``keyfile``), except with ``insecure_local_test`` on a loopback address.
@@ -28,29 +38,40 @@ over TLS (``certfile`` + ``keyfile``), except with ``insecure_local_test`` on a 
 
 import hmac
 import ipaddress
-import json
-import re
+import logging
 import secrets
-import ssl
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 from dphe_bench.backends import Backend
-from dphe_bench.errors import DpheError
+from dphe_bench.crypto.batch import CiphertextBatch
+from dphe_bench.crypto.limbs import LIMB_BYTES, limb_width
+from dphe_bench.errors import DpheError, KeyMismatchError, ProtocolError
 from dphe_bench.files import write_atomically, write_text_atomically
 from dphe_bench.learning.config import Config
 from dphe_bench.schemes import KeyGenerator, get_scheme
-from dphe_bench.schemes.messages import MessageKind, decode_message
+from dphe_bench.schemes.base import check_contributors
+from dphe_bench.schemes.dphe import check_indices
+from dphe_bench.schemes.messages import Message, MessageKind, decode_message
 
 API = "/v1"
 AGGREGATOR = "aggregator"
 USER = "user"
-MAX_BODY_BYTES = 2**31
-_AVERAGE_PATH = re.compile(rf"^{API}/average/(\d+)$")
+# Header, field headers and the UINT64 fields of an AGGREGATE message fit in this many bytes.
+MESSAGE_OVERHEAD_BYTES = 1024
+VOID_ROUND = "it failed after decryption: the round is void and this key server decrypts no further aggregate"
+log = logging.getLogger("dphe_bench.keyserver")
+
+
+class AggregateRejected(ProtocolError):
+    """An AGGREGATE the key server refuses (HTTP 400); the reason names no decrypted value."""
+
+
+class DecryptionRefused(ProtocolError):
+    """No aggregate may be decrypted now (HTTP 409): one is being decrypted, or a violation stopped decryption."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +119,71 @@ def check_transport(host: str, certfile: str | None, keyfile: str | None, insecu
 
 
 def key_generator_from_config(config: Config, dimension: int, backend: Backend) -> KeyGenerator:
-    """The configured scheme's key generator for users 0..N-1, built as ``simulation.Federation`` builds it."""
+    """The configured scheme's key generator for users 0..N-1, built as ``simulation.Federation`` builds it.
+
+    It publishes no round of fewer than ``federation.min_contributors`` contributors.
+    """
     scheme = get_scheme(config.crypto.scheme)
     options = {name: getattr(config.crypto, name) for name in scheme.options}
     if scheme.encrypted:
         options["key_bits"] = config.crypto.key_bits
-    return scheme.key_generator(dimension, list(range(config.federation.users)), backend, **options)
+    key_generator = scheme.key_generator(dimension, list(range(config.federation.users)), backend, **options)
+    key_generator.set_min_contributors(config.federation.min_contributors)
+    return key_generator
+
+
+def max_aggregate_bytes(key_generator: KeyGenerator) -> int:
+    """The largest AGGREGATE ``key_generator`` can accept: at most D ciphertexts and D indices, or D float64."""
+    public_key = getattr(key_generator, "public_key", None)
+    if public_key is None:
+        return MESSAGE_OVERHEAD_BYTES + 8 * key_generator.dimension
+    row_bytes = limb_width(public_key.nsquare) * LIMB_BYTES
+    return MESSAGE_OVERHEAD_BYTES + key_generator.dimension * (row_bytes + 4)
+
+
+def check_aggregate(key_generator: KeyGenerator, aggregate: bytes) -> Message:
+    """Every check of an AGGREGATE that needs no private key, so that nothing is decrypted before it passes.
+
+    Checks the size, kind, scheme and fields, the dimension, the contributor count (in [min_contributors,
+    users]), the key id, that the ciphertexts are whole, in [1, n^2) and invertible, and their count: D for
+    dense, ceil(D / slots) for packed, as many as the indices (at most D, distinct, in [0, D)) for dphe.
+    The round is checked by ``KeyService`` against its state. Raises AggregateRejected naming the problem.
+    """
+    limit = max_aggregate_bytes(key_generator)
+    if len(aggregate) > limit:
+        raise AggregateRejected(f"an aggregate of {len(aggregate)} bytes exceeds the {limit}-byte limit")
+    scheme = key_generator.scheme
+    fields = ("round", "dimension", "contributors", *key_generator.aggregate_fields)
+    try:
+        message = decode_message(aggregate, MessageKind.AGGREGATE, scheme, fields)
+        dimension = key_generator.dimension
+        if message["dimension"] != dimension:
+            raise ProtocolError(f"message has dimension {message['dimension']}, expected {dimension}")
+        check_contributors(message["contributors"], key_generator.min_contributors, len(key_generator.user_ids))
+        if scheme == "plain":
+            values = message["values"]
+            if values.shape != (dimension,) or not np.all(np.isfinite(values)):
+                raise ProtocolError(f"the aggregate must hold {dimension} finite values")
+            return message
+        public_key = key_generator.public_key
+        if message["key_id"] != public_key.key_id:
+            raise KeyMismatchError(f"aggregate was made under key {message['key_id']:016x}, not this key server's")
+        count = len(CiphertextBatch.from_bytes(public_key, message["ciphertexts"]))
+        if scheme == "dphe":
+            expected = check_indices(message["indices"], count, dimension, "the aggregator").size
+        elif scheme == "dense":
+            expected = dimension
+        elif scheme == "packed":
+            expected = key_generator.layout.ciphertexts_for(dimension)
+        else:
+            raise ProtocolError(f"the key server has no pre-decryption check for scheme {scheme!r}")
+        if count != expected:
+            raise ProtocolError(f"aggregate holds {count} ciphertexts, expected {expected}")
+    except AggregateRejected:
+        raise
+    except DpheError as exc:
+        raise AggregateRejected(str(exc)) from None
+    return message
 
 
 class KeyService:
@@ -125,9 +205,12 @@ class KeyService:
         self.dimension = key_generator.dimension
         self.user_ids = list(key_generator.user_ids)
         self.out_dir = out_dir
+        self.max_aggregate_bytes = max_aggregate_bytes(key_generator)
         self._setup = key_generator.setup()
         self._lock = threading.Lock()
         self._averages: list[tuple[np.ndarray, int]] = []
+        self._decrypting = False
+        self.void_round: int | None = None
         parties = [Party(AGGREGATOR), *(Party(USER, uid) for uid in self.user_ids)]
         self._tokens = {secrets.token_hex(32): party for party in parties}
         tokens_dir = Path(tokens_dir)
@@ -136,13 +219,15 @@ class KeyService:
         for token, party in self._tokens.items():
             # write_atomically's temporary file is created with mode 0600, and the rename keeps it.
             write_text_atomically(tokens_dir / token_filename(party), token + "\n")
+        self._token_bytes = [(token.encode("ascii"), party) for token, party in self._tokens.items()]
 
-    def party(self, token: str) -> Party | None:
-        """The party holding ``token``, or None."""
-        for known, party in self._tokens.items():
+    def party(self, token: bytes) -> Party | None:
+        """The party holding ``token`` (compared in constant time with every known token), or None."""
+        found = None
+        for known, party in self._token_bytes:
             if hmac.compare_digest(known, token):
-                return party
-        return None
+                found = party
+        return found
 
     def setup_for(self, party: Party) -> bytes:
         """The setup message of ``party``."""
@@ -157,16 +242,54 @@ class KeyService:
             return len(self._averages)
 
     def publish(self, aggregate: bytes) -> tuple[int, int]:
-        """Decrypt one round's AGGREGATE and publish the average; returns (round, contributors)."""
+        """Check, decrypt and publish one round's AGGREGATE; returns (round, contributors).
+
+        Raises AggregateRejected when a check fails before decryption (state unchanged) or, with the
+        fixed message ``VOID_ROUND``, when anything fails after it (the round is void, decryption stops);
+        DecryptionRefused while another aggregate is being decrypted or after a violation. The service lock
+        is never held while decrypting, so status and published averages stay readable.
+        """
+        message = check_aggregate(self.key_generator, aggregate)
         with self._lock:
+            self._check_decryption_allowed()
             round_index = self.key_generator.next_round
+            if message["round"] != round_index:
+                raise AggregateRejected(f"aggregate is for round {message['round']}, expected round {round_index}")
+            self._decrypting = True
+        try:
             average = self.key_generator.publish(aggregate)
-            contributors = _contributors(aggregate, self.key_generator)
-            self._averages.append((average, contributors))
+        except Exception as exc:  # every failure after decryption gets the same answer, whatever its cause
+            with self._lock:
+                self.void_round = round_index
+                self._decrypting = False
+            log.error(
+                "ALERT: protocol violation: the aggregate of round %d failed after decryption (%s); round %d is "
+                "void and no further aggregate will be decrypted",
+                round_index,
+                type(exc).__name__,
+                round_index,
+            )
+            raise AggregateRejected(VOID_ROUND) from None
+        contributors = int(message["contributors"])
+        try:
             if self.out_dir is not None:
                 path = Path(self.out_dir) / f"average-round-{round_index}.npy"
                 write_atomically(path, lambda file: np.save(file, average, allow_pickle=False))
-            return round_index, contributors
+        finally:
+            with self._lock:
+                self._averages.append((average, contributors))
+                self._decrypting = False
+        return round_index, contributors
+
+    def _check_decryption_allowed(self) -> None:
+        if self.void_round is not None:
+            raise DecryptionRefused(
+                f"round {self.void_round} failed after decryption; this key server decrypts no further aggregate"
+            )
+        if self._decrypting:
+            raise DecryptionRefused(
+                f"the aggregate of round {self.key_generator.next_round} is being decrypted; one attempt per round"
+            )
 
     def average(self, round_index: int) -> tuple[np.ndarray, int] | None:
         """The average published after ``round_index`` and its number of contributors, or None."""
@@ -183,136 +306,3 @@ class KeyService:
             "users": len(self.user_ids),
             "rounds_published": self.rounds_published,
         }
-
-
-def _contributors(aggregate: bytes, key_generator: KeyGenerator) -> int:
-    """The contributor count of an AGGREGATE message that ``key_generator.publish`` has accepted."""
-    fields = ("round", "dimension", "contributors", *key_generator.aggregate_fields)
-    return int(decode_message(aggregate, MessageKind.AGGREGATE, key_generator.scheme, fields)["contributors"])
-
-
-class KeyServer(ThreadingHTTPServer):
-    """The HTTP(S) server of a ``KeyService``. Build it with ``start_key_server``."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], service: KeyService, tls: ssl.SSLContext | None):
-        super().__init__(address, _Handler)
-        self.service = service
-        self.tls = tls is not None
-        if tls is not None:
-            # The handshake runs in the request's thread, so a slow client cannot stall the accept loop.
-            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use, e.g. ``https://127.0.0.1:8443``."""
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{host}:{port}"
-
-
-def start_key_server(
-    service: KeyService,
-    host: str,
-    port: int,
-    certfile: str | None = None,
-    keyfile: str | None = None,
-    insecure_local_test: bool = False,
-) -> KeyServer:
-    """Bind the key server (port 0 picks a free port); call ``serve_forever()`` on the result to serve.
-
-    Raises ValueError, before binding, when the link would be insecure (see ``check_transport``).
-    """
-    check_transport(host, certfile, keyfile, insecure_local_test)
-    tls = None
-    if certfile and keyfile:
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        tls.load_cert_chain(certfile, keyfile)
-    return KeyServer((host, port), service, tls)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: KeyServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        if self.path in (f"{API}/health", f"{API}/status"):
-            return  # polled: not worth a line each
-        print(f"keyserver: {self.address_string()} {format % args}", flush=True)
-
-    def do_GET(self) -> None:
-        service = self.server.service
-        if self.path == f"{API}/health":
-            return self._send(200, b"ok\n", "text/plain")
-        if self.path == f"{API}/status":
-            return self._send(200, json.dumps(service.status()).encode(), "application/json")
-        if self.path == f"{API}/setup":
-            party = self._authenticate(AGGREGATOR, USER)
-            if party is not None:
-                self._send(200, service.setup_for(party), "application/octet-stream")
-            return None
-        match = _AVERAGE_PATH.match(self.path)
-        if match:
-            if self._authenticate(USER) is None:
-                return None
-            round_index = int(match.group(1))
-            published = service.average(round_index)
-            if published is None:
-                return self._error(404, f"round {round_index} has no published average yet")
-            average, contributors = published
-            headers = {"X-DPHE-Round": str(round_index), "X-DPHE-Contributors": str(contributors)}
-            return self._send(200, average.astype("<f8").tobytes(), "application/octet-stream", headers)
-        return self._error(404, f"no such resource {self.path!r}")
-
-    def do_POST(self) -> None:
-        if self.path != f"{API}/aggregate":
-            return self._error(404, f"no such resource {self.path!r}")
-        if self._authenticate(AGGREGATOR) is None:
-            return None
-        body = self._read_body()
-        if body is None:
-            return None
-        try:
-            round_index, contributors = self.server.service.publish(body)
-        except DpheError as exc:
-            return self._error(400, f"aggregate rejected: {exc}")
-        print(f"keyserver: published round {round_index} ({contributors} contributors)", flush=True)
-        answer = {"round": round_index, "contributors": contributors}
-        return self._send(200, json.dumps(answer).encode(), "application/json")
-
-    def _authenticate(self, *roles: str) -> Party | None:
-        """The caller's party if its token is valid and its role allowed; else answers 401/403 and returns None."""
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        party = self.server.service.party(token.strip()) if scheme == "Bearer" else None
-        if party is None:
-            self._error(401, "missing or unknown bearer token")
-            return None
-        if party.role not in roles:
-            self._error(403, f"{party} may not {self.command} {self.path}")
-            return None
-        return party
-
-    def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._error(411, "a Content-Length header is required")
-            return None
-        if int(length) > MAX_BODY_BYTES:
-            self._error(413, f"body of {length} bytes exceeds the {MAX_BODY_BYTES}-byte limit")
-            return None
-        return self.rfile.read(int(length))
-
-    def _error(self, status: int, reason: str) -> None:
-        self._send(status, (reason + "\n").encode(), "text/plain")
-
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)

@@ -7,7 +7,8 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
               digits, folder), max_train_samples (0 = all), max_test_samples (0 = all), image_size (96),
               engine ("onnx" | "torch"), batch_size (64), cache_dir (unset: ~/.cache/dphe-bench)
 [federation]  users (5), rounds (3), split ("iid" | "dirichlet"), dirichlet_alpha (0.5),
-              dropout (0.0: probability that a user misses a round)
+              dropout (0.0: probability that a user misses a round), min_contributors (2: the key generator
+              publishes no round of fewer contributors; a one-user federation needs 1, set explicitly)
 [model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
 [crypto]      scheme ("dphe" | "dense" | "packed" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
               key_bits (2048), precision_bits (32: dense, dphe), quantization_bits (16: packed),
@@ -30,6 +31,7 @@ from dphe_bench.errors import ConfigError
 from dphe_bench.learning.data import DATASETS, ENGINES, FEATURES, SPLITS
 from dphe_bench.learning.trainer import ModelSpec
 from dphe_bench.schemes import SCHEMES
+from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 
 LOSSES = ("hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron")
 
@@ -55,6 +57,7 @@ class FederationConfig:
     split: str = "iid"
     dirichlet_alpha: float = 0.5
     dropout: float = 0.0
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("federation", "split"): (lambda v: v in SPLITS, f"be one of {SPLITS}"),
     ("federation", "dirichlet_alpha"): (lambda v: v > 0, "be > 0"),
     ("federation", "dropout"): (lambda v: 0 <= v < 1, "be in [0, 1)"),
+    ("federation", "min_contributors"): (
+        lambda v: v >= 1,
+        "be >= 1 (2 by default: with one contributor the published average is that user's weights)",
+    ),
     ("model", "loss"): (lambda v: v in LOSSES, f"be one of {LOSSES}"),
     ("model", "alpha"): (lambda v: v > 0, "be > 0"),
     ("model", "l1_ratio"): (lambda v: 0 <= v <= 1, "be in [0, 1]"),
@@ -193,6 +200,13 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"[{name}] must be a table")
         sections[name] = _build_section(name, section_type, values)
+    federation = sections["federation"]
+    if federation.min_contributors > federation.users:
+        raise ConfigError(
+            f"federation.min_contributors ({federation.min_contributors}) must be <= federation.users "
+            f"({federation.users}): no round could be published; a one-user federation needs "
+            "federation.min_contributors=1, set explicitly (its published average is that user's weights)"
+        )
     return Config(**sections)
 
 

@@ -143,7 +143,9 @@ def _run_federated(
     trainers = [LocalTrainer(dataset.classes, dataset.n_features, spec, int(s)) for s in user_seeds[:-1]]
     dimension = trainers[0].dimension
     options = {name: getattr(config.crypto, name) for name in get_scheme(scheme).options}
-    federation = Federation(scheme, dimension, fed.users, backend, config.crypto.key_bits, **options)
+    federation = Federation(
+        scheme, dimension, fed.users, backend, config.crypto.key_bits, fed.min_contributors, **options
+    )
     average = np.zeros(dimension)
     timings = dict.fromkeys(("train", *PHASES), 0.0)
     bytes_sent = {"key_generator": 0, "users": 0, "aggregator": 0}
@@ -151,7 +153,7 @@ def _run_federated(
     for round_index in tqdm(
         range(fed.rounds), desc=f"{scheme} rounds", unit="round", disable=None if progress else True
     ):
-        present = _present_users(fed.users, fed.dropout, dropout_rng)
+        present = _present_users(fed.users, fed.dropout, fed.min_contributors, dropout_rng)
         start = time.perf_counter()
         local = {
             uid: trainers[uid].train(dataset.X_train[shards[uid]], dataset.y_train[shards[uid]], average)
@@ -191,7 +193,13 @@ def _run_federated(
     )
 
 
-def _present_users(n_users: int, dropout: float, rng: np.random.Generator) -> list[int]:
-    """Users taking part in a round: each drops with probability ``dropout``; at least one stays."""
+def _present_users(n_users: int, dropout: float, min_present: int, rng: np.random.Generator) -> list[int]:
+    """Users taking part in a round: each drops with probability ``dropout``; at least ``min_present`` stay.
+
+    When too few stay, randomly chosen dropouts are brought back (the key generator would refuse the round).
+    """
     present = [uid for uid in range(n_users) if rng.random() >= dropout]
-    return present or [int(rng.integers(n_users))]
+    if len(present) < min_present:
+        absent = [uid for uid in range(n_users) if uid not in present]
+        present = sorted(present + [int(u) for u in rng.choice(absent, min_present - len(present), replace=False)])
+    return present

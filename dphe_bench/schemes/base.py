@@ -30,6 +30,8 @@ _UPDATE_FIELDS = ("user_id", "round", "dimension")
 _AGGREGATE_FIELDS = ("round", "dimension", "contributors")
 KEY_SETUP_FIELDS = ("public_key_n",)
 FIXED_POINT_SETUP_FIELDS = (*KEY_SETUP_FIELDS, "precision_bits")
+# The fewest contributors a round may have unless set otherwise: one contributor's "average" is its weights.
+DEFAULT_MIN_CONTRIBUTORS = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class KeyGenerator(ABC):
         self.user_ids = ids
         self.backend = backend
         self.next_round = 0
+        self.min_contributors = DEFAULT_MIN_CONTRIBUTORS
 
     def setup(self) -> SetupMessages:
         """Build the setup messages for every user and the aggregator."""
@@ -100,19 +103,34 @@ class KeyGenerator(ABC):
         """Scheme-specific fields of the aggregator's setup message."""
         return {}
 
+    def set_min_contributors(self, count: int) -> None:
+        """Refuse from now on to publish a round of fewer than ``count`` contributors (default 2).
+
+        With one contributor the published average is that user's own weights, which every other user
+        reads; so 1 is for a one-user federation (or a test), set on purpose. Raises ProtocolError unless
+        1 <= count <= the number of users.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(self.user_ids):
+            raise ProtocolError(
+                f"min_contributors must be an integer in [1, {len(self.user_ids)}] (the federation's users), "
+                f"got {count!r}"
+            )
+        self.min_contributors = count
+
     def publish(self, aggregate_message: bytes) -> np.ndarray:
-        """Parse this round's AGGREGATE message and return the contributors' average, float64 (D,)."""
+        """Parse this round's AGGREGATE message and return the contributors' average, float64 (D,).
+
+        Raises ProtocolError, before any decryption, for the wrong round or dimension, or a contributor
+        count outside [min_contributors, users]; errors of the scheme's own checks and decoding pass through.
+        """
         message = decode_message(
             aggregate_message, MessageKind.AGGREGATE, self.scheme, _AGGREGATE_FIELDS + self.aggregate_fields
         )
         if message["round"] != self.next_round:
             raise ProtocolError(f"aggregate is for round {message['round']}, expected round {self.next_round}")
         _check_dimension(message, self.dimension)
+        check_contributors(message["contributors"], self.min_contributors, len(self.user_ids))
         contributors = message["contributors"]
-        if not 1 <= contributors <= len(self.user_ids):
-            raise ProtocolError(
-                f"aggregate claims {contributors} contributors; the federation has {len(self.user_ids)} users"
-            )
         total = self._sum_from_aggregate(message)
         self.next_round += 1
         return total / contributors
@@ -310,6 +328,17 @@ def _check_key_id(message: Message, public_key: PublicKey) -> None:
     if message["key_id"] != public_key.key_id:
         raise KeyMismatchError(
             f"message was made under key {message['key_id']:016x}, this party holds key {public_key.key_id:016x}"
+        )
+
+
+def check_contributors(contributors: int, min_contributors: int, users: int) -> None:
+    """Raise ProtocolError unless an aggregate's contributor count is in [min_contributors, users]."""
+    if contributors > users:
+        raise ProtocolError(f"aggregate claims {contributors} contributors; the federation has {users} users")
+    if contributors < min_contributors:
+        raise ProtocolError(
+            f"aggregate claims {contributors} contributor(s); the key generator publishes no round of fewer than "
+            f"{min_contributors} (min_contributors), as the average of one user would be that user's weights"
         )
 
 

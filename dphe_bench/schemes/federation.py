@@ -12,6 +12,7 @@ from dphe_bench.backends import Backend, get_backend
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
 from dphe_bench.errors import ProtocolError
 from dphe_bench.schemes import get_scheme
+from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 
 PHASES = ("setup", "precompute", "encrypt", "aggregate", "decrypt")
 
@@ -59,9 +60,14 @@ class Federation:
         Crypto backend instance or registered name (used by every party).
     key_bits : int
         Paillier key size (encrypted schemes only).
+    min_contributors : int
+        The key generator publishes no round with fewer contributors (default 2). A one-user federation
+        needs 1, set explicitly: its published average is that user's weights.
     **options
         The scheme's own options (``Scheme.options``): ``precision_bits`` for dense and dphe,
         ``quantization_bits`` and ``quantization_range`` for packed. Unknown options are an error.
+
+    Raises ProtocolError when ``min_contributors`` is not in [1, n_users].
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class Federation:
         n_users: int,
         backend: Backend | str = "gmpy2",
         key_bits: int = DEFAULT_KEY_BITS,
+        min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
         **options: object,
     ):
         self.scheme = get_scheme(scheme)
@@ -83,10 +90,18 @@ class Federation:
         self.dimension = dimension
         self.user_ids = list(range(n_users))
         self.round_index = 0
+        if isinstance(min_contributors, bool) or not isinstance(min_contributors, int):
+            raise ProtocolError(f"min_contributors must be an integer, got {min_contributors!r}")
+        if not 1 <= min_contributors <= n_users:
+            raise ProtocolError(
+                f"min_contributors={min_contributors} must be in [1, {n_users}] for {n_users} user(s); a one-user "
+                "federation needs min_contributors=1, set explicitly"
+            )
         with _timed() as elapsed:
             if self.scheme.encrypted:
                 options = {"key_bits": key_bits, **options}
             self.key_generator = self.scheme.key_generator(dimension, self.user_ids, self.backend, **options)
+            self.key_generator.set_min_contributors(min_contributors)
             setup = self.key_generator.setup()
             self.aggregator = self.scheme.aggregator(setup.to_aggregator, self.backend)
             self.users = {uid: self.scheme.user(setup.to_users[uid], self.backend) for uid in self.user_ids}
@@ -102,6 +117,11 @@ class Federation:
         unknown = sorted(set(weights) - set(self.user_ids))
         if unknown:
             raise ProtocolError(f"unknown user id(s) {unknown}; the federation has users 0..{len(self.user_ids) - 1}")
+        if len(weights) < self.key_generator.min_contributors:
+            raise ProtocolError(
+                f"round {self.round_index} has {len(weights)} contributor(s); the key generator publishes no round "
+                f"of fewer than {self.key_generator.min_contributors} (min_contributors)"
+            )
         order = sorted(weights) if arrival_order is None else list(arrival_order)
         if sorted(order) != sorted(weights):
             raise ProtocolError("arrival_order must list exactly the submitting users")
@@ -158,6 +178,7 @@ def simulate_round(
     backend: Backend | str = "gmpy2",
     key_bits: int = DEFAULT_KEY_BITS,
     seed: int | None = None,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     **options: object,
 ) -> RoundResult:
     """Set up a fresh federation for ``len(weights)`` users and run one round of ``scheme``.
@@ -169,6 +190,8 @@ def simulate_round(
     seed : int, optional
         Shuffles the order in which the updates reach the aggregator (None: in user order). Keys,
         obfuscators and permutations never depend on it, and the result does not either.
+    min_contributors : int
+        As for ``Federation`` (default 2): one user's weights need ``min_contributors=1``, set explicitly.
     **options
         The scheme's options, as for ``Federation``.
 
@@ -185,7 +208,7 @@ def simulate_round(
         raise ProtocolError(
             f"every user's weights must be a 1-D vector of the same length, got shapes {sorted(shapes)}"
         )
-    federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, **options)
+    federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, min_contributors, **options)
     order = list(range(len(vectors)))
     if seed is not None:
         order = [int(i) for i in np.random.default_rng(seed).permutation(len(vectors))]
