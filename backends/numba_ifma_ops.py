@@ -12,7 +12,8 @@ floor(x[51:0] * y[51:0] / 2^52), lane by lane, modulo 2^64: the semantics of ``v
 the LLVM intrinsics ``llvm.x86.avx512.vpmadd52{l,h}.uq.512``, one instruction each. On any other target
 they lower to portable IR with the same semantics (a 104-bit product in ``<8 x i128>``), many times slower:
 the backend never selects the ``ifma`` family there (``target_has_ifma``); the portable lowering exists so
-that the 52-bit algorithms are tested on every machine.
+that the 52-bit algorithms are tested on every machine. numba's on-disk cache keys a kernel on its own
+module's source only: after changing the code generation here, touch ``numba_ifma_kernels.py``.
 """
 
 from llvmlite import ir
