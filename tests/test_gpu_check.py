@@ -41,6 +41,13 @@ def test_check_records_wrong_missing_and_extra_values_as_failures(gpu_check):
     ]
 
 
+def test_every_size_gets_an_untimed_warm_up(gpu_check):
+    calls = []
+    milliseconds = gpu_check.measure_kernels(lambda: calls.append(len(calls)), 3)
+    assert len(calls) == 4
+    assert milliseconds >= 0
+
+
 @pytest.mark.slow
 def test_gpu_check_script_passes_on_the_fake_device(tmp_path):
     """The script as it runs on a GPU machine (package laid out in a temporary folder, pytest step, check),
@@ -67,7 +74,11 @@ def test_gpu_check_script_passes_on_the_fake_device(tmp_path):
     result = json.loads((out / "gpu_check.json").read_text())
     assert result["failures"] == []
     assert result["device"]["name"] == "fake device (host harness)"
+    # One compile time per configuration, and every kernel's resources as the driver reports them.
     assert [(row["limbs"], row["threads_per_number"]) for row in result["resources"]] == [(32, 4), (64, 8)]
+    for row in result["resources"]:
+        assert row["compile_s"] >= 0
+        assert set(row["kernels"]) == {"powmod", "mulmod", "walk", "product", "crt"}
     with open(out / "gpu_check.csv") as handle:
         timed = [row for row in csv.DictReader(handle) if row["skipped"] == "False"]
     assert {(row["operation"], row["batch"]) for row in timed} == {
