@@ -19,7 +19,7 @@ from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.backends.multiprocessing_backend import MultiprocessingBackend
 from dphe_bench.backends.numba_backend import NumbaBackend
 from dphe_bench.backends.python_backend import PythonBackend
-from dphe_bench.errors import BackendUnavailableError
+from dphe_bench.errors import BackendUnavailableError, unknown_name
 
 BACKENDS: dict[str, type[Backend]] = {
     PythonBackend.name: PythonBackend,
@@ -66,7 +66,7 @@ def get_backend(name: str, **options: object) -> Backend:
     (saying why) for a registered backend that cannot run here. Never substitutes another backend.
     """
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+        raise ValueError(unknown_name("backend", name, BACKENDS))
     cls = BACKENDS[name]
     reason = cls.unavailable_reason()
     if reason is not None:

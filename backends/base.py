@@ -30,10 +30,10 @@ from dphe_bench.backends.fixed_base import (
     window_powers,
 )
 from dphe_bench.crypto.batch import CiphertextBatch
-from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import exact_ints, ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 from dphe_bench.crypto.secure_random import random_units
-from dphe_bench.errors import CiphertextError, ObfuscatorPoolError, PlaintextRangeError
+from dphe_bench.errors import CiphertextError, ObfuscatorPoolError, PlaintextRangeError, plain_list, unknown_name
 
 DEFAULT_WINDOW_BITS = 8
 OBFUSCATIONS: dict[str, str] = {
@@ -61,9 +61,12 @@ class Backend(ABC):
 
     def __init__(self, obfuscation: str = "standard", window_bits: int = DEFAULT_WINDOW_BITS, **options: object):
         if options:
-            raise TypeError(f"backend {self.name!r} takes no option(s) {sorted(options)}")
+            raise TypeError(
+                f"backend {self.name!r} takes no option(s) {plain_list(sorted(options))}; "
+                f"its options: {plain_list(self.option_names())}"
+            )
         if obfuscation not in OBFUSCATIONS:
-            raise ValueError(f"unknown obfuscation {obfuscation!r}; valid: {', '.join(OBFUSCATIONS)}")
+            raise ValueError(unknown_name("obfuscation", obfuscation, OBFUSCATIONS))
         self.obfuscation = obfuscation
         self.window_bits = check_window_bits(window_bits)
         self._djn_tables: dict[int, FixedBaseTable] = {}
@@ -223,7 +226,6 @@ class Backend(ABC):
             product = self.mulmod(product, batch.limbs, public_key.nsquare)
         return CiphertextBatch(public_key, product)
 
-
     @staticmethod
     def check_aggregate(public_key: PublicKey, batches: Sequence[CiphertextBatch]) -> None:
         """Raise CiphertextError or KeyMismatchError unless ``batches`` is a non-empty list of equal-length
@@ -234,7 +236,7 @@ class Backend(ABC):
             public_key.check_same(batch.public_key)
         lengths = {len(batch) for batch in batches}
         if len(lengths) != 1:
-            raise CiphertextError(f"batches to aggregate have different lengths {sorted(lengths)}")
+            raise CiphertextError(f"batches to aggregate have different lengths {plain_list(sorted(lengths))}")
 
 
 class IntegerBackend(Backend):
@@ -256,18 +258,26 @@ class IntegerBackend(Backend):
         return ints_to_limbs(product, limb_width(modulus))
 
 
-def plaintext_parts(public_key: PublicKey, plaintexts: Sequence[int]) -> np.ndarray:
-    """(1 + m n) for each plaintext m in [0, n): uint32 limbs (count, width of n^2).
+def check_plaintexts(public_key: PublicKey, plaintexts: Sequence[int]) -> list[int]:
+    """The plaintexts as Python ints in [0, n), taken exactly (ints, numpy integers of any dtype).
 
-    Raises PlaintextRangeError naming the first plaintext outside [0, n).
+    Raises TypeError naming the first plaintext that is not an integer (a float, bool, string, ...; see
+    ``exact_ints``) and PlaintextRangeError naming the first one outside [0, n).
     """
     n = public_key.n
-    plaintexts = list(plaintexts)
+    plaintexts = exact_ints(plaintexts, "plaintext")
     for i, m in enumerate(plaintexts):
         if not 0 <= m < n:
             raise PlaintextRangeError(f"plaintext {i} is outside [0, n) for a {public_key.bits}-bit key")
+    return plaintexts
+
+
+def plaintext_parts(public_key: PublicKey, plaintexts: Sequence[int]) -> np.ndarray:
+    """(1 + m n) for each plaintext m in [0, n): uint32 limbs (count, width of n^2); checked as in
+    ``check_plaintexts``."""
+    n = public_key.n
     # (1 + m*n) mod n^2 is g^m for g = n + 1; it is below n^2 because m < n.
-    return ints_to_limbs([1 + m * n for m in plaintexts], limb_width(public_key.nsquare))
+    return ints_to_limbs([1 + m * n for m in check_plaintexts(public_key, plaintexts)], limb_width(public_key.nsquare))
 
 
 def djn_exponent_bits(public_key: PublicKey) -> int:

@@ -9,15 +9,17 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dphe_bench
 from dphe_bench.backends import OBFUSCATIONS, available_backends, get_backend
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
+from dphe_bench.backends.fixed_base import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 from dphe_bench.bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
-from dphe_bench.crypto.paillier import generate_keypair
-from dphe_bench.errors import DpheError
-from dphe_bench.files import write_text_atomically
+from dphe_bench.crypto.paillier import KEY_SIZES, generate_keypair
+from dphe_bench.errors import DestinationError, DpheError, plain_list
+from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.learning.config import load_config
 from dphe_bench.learning.pipeline import run_pipeline
 from dphe_bench.learning.results import check_results_destination, format_summary, write_run_results
@@ -35,8 +37,22 @@ SELF_CHECK_KEY_BITS = 1024
 SELF_CHECK_VALUES = 8
 
 
+# What an interrupted command leaves behind, said in its one line after Ctrl-C.
+KEPT_ON_INTERRUPT = {
+    "run": "nothing was written (a run writes its results when it ends)",
+    "sweep": "every cell finished before it is in {out}; the same command goes on from there",
+    "throughput": "no rows were written",
+    "report": "files already written are whole; the report is incomplete",
+    "backends": "nothing to keep",
+    "serve": "its processes were stopped",
+    "keyserver": "the service stopped",
+    "flower-app": "no file is half-written",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dphe-bench`` console script; returns the exit status."""
+    """Entry point of the ``dphe-bench`` console script; returns the exit status (2 for a user's mistake,
+    130 after Ctrl-C)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
@@ -44,6 +60,33 @@ def main(argv: list[str] | None = None) -> int:
     except (DpheError, ValueError) as exc:
         print(f"dphe-bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept = KEPT_ON_INTERRUPT[args.command].format(out=getattr(args, "out", None))
+        print(f"\ndphe-bench: {args.command} interrupted; {kept}", file=sys.stderr)
+        return 130
+
+
+def _bounded(kind: type, low: float, high: float | None = None) -> Callable[[str], object]:
+    """An argparse type: ``kind(text)`` within [low, high] (high None: no upper bound), else a clear error."""
+
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low <= value and (high is None or value <= high)):
+            limits = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {limits}, got {text}")
+        return value
+
+    return parse
+
+
+def _key_size(text: str) -> int:
+    """An argparse type: a Paillier key size of ``KEY_SIZES``."""
+    if text.strip() not in {str(bits) for bits in KEY_SIZES}:
+        raise argparse.ArgumentTypeError(f"must be one of {plain_list(KEY_SIZES)}, got {text}")
+    return int(text)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -111,12 +154,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "obfuscation mode (1 process; N processes for multiprocessing and dask; 1 and N threads for numba), "
         "each checked for correctness before it is timed. Ratios are against python-paillier in the same run.",
     )
-    throughput.add_argument("--key-bits", type=int, action="append", help="key size (repeatable; default 2048, 3072)")
+    throughput.add_argument(
+        "--key-bits", type=_key_size, action="append", help="key size (repeatable; default 2048, 3072)"
+    )
     throughput.add_argument("--backend", action="append", help="only this backend (repeatable; default all)")
-    throughput.add_argument("--workers", type=int, default=2, help="processes or threads for parallel backends")
-    throughput.add_argument("--window-bits", type=int, default=8, help="djn table window size (default 8)")
-    throughput.add_argument("--seconds", type=float, default=1.0, help="target time per measurement (default 1)")
-    throughput.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    throughput.add_argument(
+        "--workers", type=_bounded(int, 1), default=2, help="processes or threads for parallel backends"
+    )
+    throughput.add_argument(
+        "--window-bits",
+        type=_bounded(int, MIN_WINDOW_BITS, MAX_WINDOW_BITS),
+        default=8,
+        help=f"djn table window size ({MIN_WINDOW_BITS} to {MAX_WINDOW_BITS}; default 8)",
+    )
+    throughput.add_argument(
+        "--seconds", type=_bounded(float, 0.01, 3600), default=1.0, help="target time per measurement (default 1)"
+    )
+    throughput.add_argument("--repeats", type=_bounded(int, 1), default=3, help="timed repeats; the median is reported")
     throughput.add_argument("--out", metavar="FILE.csv", help="also write the rows as CSV")
     throughput.set_defaults(handler=_throughput)
 
@@ -135,7 +189,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_options(serve)
     serve.add_argument("--run-dir", metavar="DIR", help="run folder (default reports/deploy/run-<time>)")
     serve.add_argument(
-        "--round-timeout", type=float, default=300.0, metavar="S", help="seconds to wait for a round's replies"
+        "--round-timeout",
+        type=_bounded(float, 1, 86400),
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for a round's replies",
     )
     serve.add_argument(
         "--compare", action="store_true", help="also run the in-process simulation of the same config and compare"
@@ -179,7 +237,9 @@ def _build_parser() -> argparse.ArgumentParser:
     flower_app.add_argument(
         "--aggregator-ca-file", default="", metavar="FILE", help="CA bundle for the key server (default: the system's)"
     )
-    flower_app.add_argument("--round-timeout", type=float, default=300.0, metavar="S", help="seconds per round")
+    flower_app.add_argument(
+        "--round-timeout", type=_bounded(float, 1, 86400), default=300.0, metavar="S", help="seconds per round"
+    )
     flower_app.add_argument(
         "--results-file", default="", metavar="FILE", help="where the aggregator writes its per-round record (JSON)"
     )
@@ -212,8 +272,9 @@ def _run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
         result = run_pipeline(config, backend=args.backend, progress=not args.no_progress)
+    # The summary first: if writing the results fails now (disk full), what the run measured is still shown.
+    print(format_summary(result), flush=True)
     json_path, csv_path = write_run_results(result)
-    print(format_summary(result))
     print(f"\nresults: {json_path} (row appended to {csv_path})")
     return 0
 
@@ -229,7 +290,9 @@ def _sweep(args: argparse.Namespace) -> int:
         "backends": tuple(Component.parse(text) for text in args.backend or ()),
         "seed": args.seed,
     }
-    grid = dataclasses.replace(grid, baseline=not args.no_baseline, **{k: v for k, v in axes.items() if v})
+    # An axis not given keeps the grid's default; a given value (0 included) is validated by the grid.
+    given = {key: value for key, value in axes.items() if value is not None and value != ()}
+    grid = dataclasses.replace(grid, baseline=not args.no_baseline, **given)
     cells = grid.cells()
     done = read_cell_keys(args.out)
     todo = [cell for cell in cells if cell.key() not in done]
@@ -307,6 +370,8 @@ def _backends(args: argparse.Namespace) -> int:
 def _throughput(args: argparse.Namespace) -> int:
     from dphe_bench.bench.throughput import format_table, measure, rows_as_dicts
 
+    if args.out:
+        prepare_file(Path(args.out), "--out")
     rows = measure(
         key_bits=tuple(args.key_bits or (2048, 3072)),
         workers=args.workers,
@@ -322,7 +387,12 @@ def _throughput(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(buffer, fieldnames=list(rows_as_dicts(rows)[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows_as_dicts(rows))
-        write_text_atomically(Path(args.out), buffer.getvalue())
+        try:
+            write_text_atomically(Path(args.out), buffer.getvalue())
+        except OSError as exc:
+            raise DestinationError(
+                f"the rows above were not saved: {args.out} cannot be written ({exc.strerror or exc})"
+            ) from None
         print(f"\nrows written to {args.out}", file=sys.stderr)
     return 0
 

@@ -2,8 +2,12 @@
 
 Every error a caller can trigger with bad input is one of these, so a caller can catch
 ``DpheError`` for all of them or a specific class for one case. Each also derives from the
-built-in exception it refines (``ValueError``, ``OverflowError``, ``RuntimeError``).
+built-in exception it refines (``ValueError``, ``OverflowError``, ``RuntimeError``, ``OSError``).
+``plain_list`` and ``unknown_name`` word the messages that list names.
 """
+
+import difflib
+from collections.abc import Iterable
 
 
 class DpheError(Exception):
@@ -48,3 +52,20 @@ class ObfuscatorPoolError(DpheError, RuntimeError):
 
 class BackendUnavailableError(DpheError, RuntimeError):
     """A crypto backend was requested that cannot run on this machine."""
+
+
+class DestinationError(DpheError, OSError):
+    """A file or folder that results are to be written to cannot be created or written."""
+
+
+def plain_list(items: Iterable[object]) -> str:
+    """Items as plain text for an error message: ``a, b, c`` (never a Python list's repr)."""
+    return ", ".join(str(item) for item in items)
+
+
+def unknown_name(kind: str, name: object, valid: Iterable[str]) -> str:
+    """``unknown KIND 'name' (did you mean 'x'?); valid KINDs: a, b`` with the closest valid name (difflib)."""
+    valid = list(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; valid {kind}s: {plain_list(valid) or 'none'}"

@@ -26,11 +26,12 @@ def keypair_1024():
 
 @pytest.fixture(scope="session")
 def small_keypair():
-    """A 256-bit key pair from random 128-bit primes: fast enough for property tests on arithmetic."""
+    """A 256-bit key pair from random 128-bit primes: fast enough for property tests on arithmetic (built
+    through the test-only path: ``PublicKey(n)`` refuses keys below 1024 bits)."""
     while True:
         p, q = random_prime(128), random_prime(128)
         if p != q:
-            private_key = PrivateKey.from_primes(p, q)
+            private_key = PrivateKey.insecure_for_tests(p, q)
             return private_key.public_key, private_key
 
 

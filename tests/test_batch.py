@@ -46,9 +46,12 @@ def test_non_invertible_ciphertexts_are_refused_and_located(small_keypair):
         CiphertextBatch.from_ints(public_key, [1, 2, private_key.p * 3, 5])
 
 
-def test_non_integers_are_refused(small_keypair):
-    with pytest.raises(CiphertextError, match="integers"):
-        CiphertextBatch.from_ints(small_keypair[0], [1.5])
+@pytest.mark.parametrize(
+    ("value", "type_name"), [(1.5, "float"), (2.0, "float"), (True, "bool"), ("3", "str"), (None, "NoneType")]
+)
+def test_non_integers_are_refused_naming_index_and_type(small_keypair, value, type_name):
+    with pytest.raises(TypeError, match=rf"ciphertext 1 is a {type_name}\b"):
+        CiphertextBatch.from_ints(small_keypair[0], [1, value])
 
 
 def test_truncated_bytes_are_refused(small_keypair):

@@ -334,6 +334,12 @@ def test_read_idx_errors(tmp_path):
     broken_gz.write_bytes(gzip.compress(_idx(np.zeros((40,), dtype=np.uint8)))[:-10])
     with pytest.raises(DatasetError, match="cannot be read"):
         read_idx(broken_gz)
+    # A hostile header whose sizes multiply past 2**64: an int64 product would wrap around to 0 and match an
+    # empty body; the exact product is refused instead.
+    wrapping = tmp_path / "wrapping"
+    wrapping.write_bytes(b"\x00\x00\x08\x03" + (2**22).to_bytes(4, "big") * 3)
+    with pytest.raises(DatasetError, match=r"says \(4194304, 4194304, 4194304\)"):
+        read_idx(wrapping)
 
 
 def test_load_fashion_mnist_from_a_folder(tiny_fashion):
@@ -413,12 +419,12 @@ def test_data_config_defaults_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.features=resnet", "data.features must be one of"),
-        ("data.dataset=caltech", "data.dataset must be one of"),
+        ("data.features=resnet", "data.features: unknown feature kind 'resnet'; valid feature kinds: "),
+        ("data.dataset=caltech", "data.dataset: unknown dataset 'caltech'; valid datasets: "),
         ("data.max_train_samples=-1", "data.max_train_samples must be >= 0"),
         ("data.max_test_samples=1.5", "data.max_test_samples must be of type int"),
         ("data.image_size=4", "data.image_size must be in"),
-        ("data.engine=tensorflow", "data.engine must be one of"),
+        ("data.engine=tensorflow", "data.engine: unknown feature engine 'tensorflow'; valid feature engines: "),
         ("data.batch_size=0", "data.batch_size must be in"),
         ('data.path=""', "data.path must be a non-empty path"),
         ('data.cache_dir=""', "data.cache_dir must be a non-empty path"),

@@ -64,13 +64,19 @@ def test_encoded_values_stay_within_int64_even_for_huge_moduli():
         codec.encode(np.array([2.0**40]))
 
 
-def test_decoding_refuses_values_in_the_overflow_band():
-    codec = FixedPointCodec(N, precision_bits=0)
-    assert codec.decode([codec.max_int, N - codec.max_int]).tolist() == [float(codec.max_int), -float(codec.max_int)]
-    with pytest.raises(EncodingOverflowError, match="index 1 overflowed"):
-        codec.decode([0, codec.max_int + 1])
+def test_decoding_refuses_what_the_declared_summands_cannot_produce():
+    codec = FixedPointCodec(N, precision_bits=0, max_summands=3)
+    bound = codec.max_encoded
+    assert codec.decode([bound, N - bound], summands=1).tolist() == [float(bound), -float(bound)]
+    with pytest.raises(EncodingOverflowError, match="index 1 is outside the range 1 summand"):
+        codec.decode([0, bound + 1], summands=1)
+    assert codec.decode([3 * bound, N - 3 * bound]).tolist() == [3.0 * bound, -3.0 * bound]
+    with pytest.raises(EncodingOverflowError, match="index 1 is outside the range 3 summand"):
+        codec.decode([0, N - 3 * bound - 1])
     with pytest.raises(EncodingOverflowError, match="outside"):
         codec.decode([N])
+    with pytest.raises(EncodingOverflowError, match="4 summands exceed"):
+        codec.decode([0], summands=4)
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ def test_precompute_is_only_for_pool_mode(small_keypair):
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"obfuscation": "fast"}, ValueError, "valid: standard, djn, pool"),
+        ({"obfuscation": "fast"}, ValueError, "valid obfuscations: standard, djn, pool"),
         ({"window_bits": 0}, ValueError, r"window_bits must be in \[1, 12\]"),
         ({"window_bits": 13}, ValueError, r"window_bits must be in \[1, 12\]"),
         ({"window_bits": 8.0}, TypeError, "window_bits must be an int"),

@@ -67,18 +67,54 @@ def test_private_key_rejects_bad_primes(small_keypair):
     _, private_key = small_keypair
     p, q = private_key.p, private_key.q
     with pytest.raises(ValueError, match="distinct"):
-        PrivateKey(PublicKey(p * p), p, p)
+        PrivateKey(PublicKey.insecure_for_tests(p * p), p, p)
     with pytest.raises(ValueError, match="prime"):
-        PrivateKey.from_primes(p, 15)
+        PrivateKey.insecure_for_tests(p, 15)
     with pytest.raises(KeyMismatchError):
-        PrivateKey(PublicKey(p * q + 2), p, q)
+        PrivateKey(PublicKey.insecure_for_tests(p * q + 2), p, q)
 
 
 def test_public_key_rejects_bad_moduli():
     with pytest.raises(ValueError, match="odd"):
-        PublicKey(2**64)
+        PublicKey(2**1100)
     with pytest.raises(TypeError):
         PublicKey(3.0)
+    with pytest.raises(TypeError):
+        PublicKey(True)
+
+
+@pytest.mark.parametrize("loader", ["constructor", "json"])
+def test_keys_loaded_meet_the_rules_of_generated_keys(small_keypair, loader):
+    """A loaded n below 1024 bits, above 4096 bits, or prime is refused with a ValueError naming the problem."""
+    make = (
+        PublicKey
+        if loader == "constructor"
+        else (lambda n: PublicKey.from_json(PublicKey.insecure_for_tests(n).to_json()))
+    )
+    small_n = small_keypair[0].n
+    with pytest.raises(ValueError, match="n has 256 bits; a Paillier key must have 1024 to 4096 bits"):
+        make(small_n)
+    with pytest.raises(ValueError, match="n has 127 bits"):
+        make(2**127 - 1)
+    with pytest.raises(ValueError, match="n has 4097 bits"):
+        make(2**4096 + 1)
+    with pytest.raises(ValueError, match="n is prime"):
+        make(random_prime(1024))
+
+
+def test_loaded_keys_of_every_generated_size_are_accepted(keypair_1024):
+    public_key, private_key = keypair_1024
+    assert PublicKey(public_key.n) == public_key
+    assert PrivateKey.from_primes(private_key.p, private_key.q) == private_key
+
+
+def test_the_test_only_path_builds_tiny_keys_that_work(small_keypair):
+    public_key, private_key = small_keypair
+    assert public_key.bits == 256
+    rebuilt = PrivateKey.insecure_for_tests(private_key.p, private_key.q)
+    assert rebuilt == private_key and rebuilt.public_key == public_key
+    with pytest.raises(ValueError, match="1024 to 4096 bits"):
+        PrivateKey.from_primes(private_key.p, private_key.q)
 
 
 def test_repr_never_shows_the_primes(keypair_1024):

@@ -113,7 +113,7 @@ def test_grid_runs_unencrypted_schemes_once_and_adds_a_baseline_per_encrypted_ce
     [
         ({"backends": (Component("no-such-backend"),)}, "unknown backend"),
         ({"schemes": (Component("no-such-scheme"),)}, "unknown scheme"),
-        ({"sparsities": (1.0,)}, "sparsities"),
+        ({"sparsities": (1.0,)}, r"sparsity must be in \[0, 1\), got 1.0"),
         ({"users": (0,)}, "users"),
         ({"key_bits": ()}, "key_bits axis is empty"),
     ],

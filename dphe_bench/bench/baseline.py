@@ -14,10 +14,10 @@ from typing import ClassVar
 import numpy as np
 
 from dphe_bench.backends import Backend
+from dphe_bench.backends.base import check_plaintexts
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey
-from dphe_bench.errors import PlaintextRangeError
 
 BASELINE_NAME = "python-paillier"
 
@@ -54,11 +54,7 @@ class PythonPaillierBaseline(Backend):
     def encrypt(self, public_key: PublicKey, plaintexts: Sequence[int]) -> CiphertextBatch:
         """``raw_encrypt`` of each plaintext in [0, n) under python-paillier's key with the same n."""
         key = self._public_key(public_key)
-        plaintexts = [int(m) for m in plaintexts]
-        for i, m in enumerate(plaintexts):
-            if not 0 <= m < public_key.n:
-                raise PlaintextRangeError(f"plaintext {i} is outside [0, n) for a {public_key.bits}-bit key")
-        ciphertexts = [key.raw_encrypt(m) for m in plaintexts]
+        ciphertexts = [key.raw_encrypt(m) for m in check_plaintexts(public_key, plaintexts)]
         return CiphertextBatch(public_key, ints_to_limbs(ciphertexts, limb_width(public_key.nsquare)))
 
     def decrypt(self, private_key: PrivateKey, ciphertexts: CiphertextBatch) -> list[int]:

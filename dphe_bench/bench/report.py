@@ -15,6 +15,8 @@ import pandas as pd
 from dphe_bench.bench import report_figures
 from dphe_bench.bench.report_data import ReportInputError, ResultTables, load_results
 from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT
+from dphe_bench.errors import plain_list
+from dphe_bench.files import prepare_folder, write_atomically, write_text_atomically
 from dphe_bench.schemes import SCHEMES
 
 # Yonetani, Boddeti, Kitani, Sato, "Privacy-Preserving Visual Learning with Doubly-Permuted Homomorphic
@@ -291,14 +293,15 @@ def asv_table(asv: pd.DataFrame) -> pd.DataFrame:
 def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenReport:
     """Read ``inputs``, write ``report.md``, ``figures/*.png`` and ``tables/*.csv`` under ``out_dir``.
 
-    Raises ReportInputError when the inputs hold no results at all.
+    Every file is written whole (temporary file, then rename). Raises DestinationError before reading anything
+    when ``out_dir`` cannot be written, and ReportInputError when the inputs hold no results at all.
     """
+    out_dir = Path(out_dir)
+    for folder in (out_dir, out_dir / "figures", out_dir / "tables"):
+        prepare_folder(folder, "report folder")
     results = load_results(inputs)
     if results.sweep.empty and results.runs.empty and results.asv.empty:
-        raise ReportInputError(f"no sweep, run or asv results in {', '.join(map(str, inputs))}")
-    out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+        raise ReportInputError(f"no sweep, run or asv results in {plain_list(inputs)}")
     written = WrittenReport(markdown=out_dir / "report.md")
     sections = [_header(results)]
     if not results.sweep.empty:
@@ -315,7 +318,7 @@ def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenRe
             + markdown_table(summary)
         )
     sections.append(_differences(results))
-    written.markdown.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    write_text_atomically(written.markdown, "\n\n".join(sections) + "\n")
     return written
 
 
@@ -437,7 +440,7 @@ def _figures_section(figures: list[tuple[str, object]], out_dir: Path, written: 
     lines = ["## Figures", ""]
     for name, fig in figures:
         path = out_dir / "figures" / f"{name}.png"
-        fig.savefig(path, dpi=110)
+        write_atomically(path, lambda file, fig=fig: fig.savefig(file, format="png", dpi=110))
         written.figures.append(path)
         lines.append(f"![{name.replace('_', ' ')}](figures/{name}.png)\n")
     return "\n".join(lines)
@@ -445,7 +448,7 @@ def _figures_section(figures: list[tuple[str, object]], out_dir: Path, written: 
 
 def _save_table(table: pd.DataFrame, out_dir: Path, name: str) -> Path:
     path = out_dir / "tables" / f"{name}.csv"
-    table.to_csv(path, index=False)
+    write_text_atomically(path, table.to_csv(index=False))
     return path
 
 

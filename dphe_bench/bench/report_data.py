@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from dphe_bench.bench.sweep import BASELINE_NAME, SWEEP_COLUMNS, is_sweep_header
+from dphe_bench.errors import DpheError
 
 RUN_CSV_REQUIRED = ("dataset", "users", "scheme", "backend", "key_bits", "accuracy_scheme", "user_sparsity_mean")
 ASV_METADATA = ("machine.json", "benchmarks.json")
 
 
-class ReportInputError(ValueError):
+class ReportInputError(DpheError, ValueError):
     """A result file that cannot be read, or results that cannot make a report."""
 
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from dphe_bench.bench.report_data import ReportInputError
 from dphe_bench.bench.sweep import BASELINE_NAME
+from dphe_bench.errors import plain_list
 
 PAPER_LABEL = "paper (Caltech101, ResNet features)"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -188,7 +189,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, paper: Sequence[tuple[float, float]
 def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ReportInputError(f"cannot plot: missing column(s) {missing}")
+        raise ReportInputError(f"cannot plot: missing column(s) {plain_list(missing)}")
     if frame.empty:
         raise ReportInputError("cannot plot: no rows")
 

@@ -29,12 +29,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import dphe_bench
-from dphe_bench.backends import Backend, available_backends, get_backend
+from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS
 from dphe_bench.crypto.packing import quantization_step
-from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
-from dphe_bench.files import write_text_atomically
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, KEY_SIZES
+from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
+from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.schemes import SCHEMES, get_scheme
 from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
@@ -73,7 +74,7 @@ SWEEP_COLUMNS = (
 )
 
 
-class SweepError(ValueError):
+class SweepError(DpheError, ValueError):
     """A sweep that cannot start or a cell whose result is wrong."""
 
 
@@ -189,20 +190,38 @@ class SweepGrid:
                 raise SweepError(f"the {name} axis is empty")
         if not self.schemes or not self.backends:
             raise SweepError("the grid needs at least one scheme and one backend")
-        if any(u < 1 for u in self.users):
-            raise SweepError(f"users must be >= 1, got {list(self.users)}")
-        if any(not 0.0 <= s < 1.0 for s in self.sparsities):
-            raise SweepError(f"sparsities must be in [0, 1), got {list(self.sparsities)}")
+        for users in self.users:
+            if users < 1:
+                raise SweepError(f"users must be >= 1, got {users}")
+        for sparsity in self.sparsities:
+            if not 0.0 <= sparsity < 1.0:
+                raise SweepError(f"sparsity must be in [0, 1), got {sparsity}")
+        for bits in self.key_bits:
+            if bits not in KEY_SIZES:
+                raise SweepError(f"key bits must be one of {plain_list(KEY_SIZES)}, got {bits}")
+        if not 0 <= self.seed < 2**32:
+            raise SweepError(f"seed must be in [0, 2**32), got {self.seed}")
         for scheme in self.schemes:
-            get_scheme(scheme.name)
+            if scheme.name not in SCHEMES:
+                raise SweepError(unknown_name("scheme", scheme.name, SCHEMES))
+            _check_options("scheme", scheme, SCHEMES[scheme.name].options)
         statuses = available_backends()
         for backend in self.backends:
             if backend.name not in statuses:
-                raise SweepError(f"unknown backend {backend.name!r}; valid backends: {', '.join(statuses)}")
+                raise SweepError(unknown_name("backend", backend.name, statuses))
             if not statuses[backend.name].available:
                 raise SweepError(f"backend {backend.name!r} is not available here: {statuses[backend.name].reason}")
+            _check_options("backend", backend, BACKENDS[backend.name].option_names())
         if self.baseline and (reason := PythonPaillierBaseline.unavailable_reason()):
             raise SweepError(f"the {BASELINE_NAME} baseline cannot run: {reason}; or pass --no-baseline")
+
+
+def _check_options(kind: str, component: Component, accepted: Iterable[str]) -> None:
+    """Raise SweepError naming the first option of ``component`` that its scheme or backend does not take."""
+    accepted = list(accepted)
+    for key, _ in component.options:
+        if key not in accepted:
+            raise SweepError(f"{kind} {component.name!r}: {unknown_name('option', key, accepted)}")
 
 
 def quick_grid(**overrides: object) -> SweepGrid:
@@ -338,16 +357,23 @@ def run_sweep(
     out = Path(out)
     if out.suffix != ".csv":
         raise SweepError(f"sweep results are written as CSV; {out} does not end in .csv")
+    prepare_file(out, "sweep results file")
     cells = grid.cells()
     done = read_cell_keys(out)
     todo = [cell for cell in cells if cell.key() not in done]
     backends = {label: _build_backend(component) for label, component in _backends_of(todo).items()}
     machine = machine_info()
     bar = tqdm(todo, desc="sweep", unit="cell", disable=None if progress else True)
-    for cell in bar:
+    for finished, cell in enumerate(bar):
         bar.set_postfix_str(str(cell), refresh=True)
         row = run_cell(cell, backends[cell.backend.label], machine)
-        append_row(out, row)
+        try:
+            append_row(out, row)
+        except OSError as exc:
+            raise DestinationError(
+                f"cell {cell} was measured but not saved: {out} cannot be written ({exc.strerror or exc}); "
+                f"the {finished} cell(s) finished before it are in the file"
+            ) from None
         if log is not None:
             log(f"{cell}: encrypt {row['encrypt_per_user_s']:.3f} s/user, {row['ciphertexts_per_user']:g} ct/user")
     return SweepSummary(ran=len(todo), skipped=len(cells) - len(todo), out=out)

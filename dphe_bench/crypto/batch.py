@@ -1,12 +1,11 @@
 """CiphertextBatch: a batch of raw Paillier ciphertexts under one public key, as uint32 limbs."""
 
 import math
-import operator
 from collections.abc import Sequence
 
 import numpy as np
 
-from dphe_bench.crypto.limbs import LIMB_BYTES, ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import LIMB_BYTES, exact_ints, ints_to_limbs, limb_width, limbs_to_ints
 from dphe_bench.crypto.paillier import PublicKey
 from dphe_bench.errors import CiphertextError
 
@@ -59,11 +58,12 @@ class CiphertextBatch:
 
     @classmethod
     def from_ints(cls, public_key: PublicKey, values: Sequence[int]) -> "CiphertextBatch":
-        """Validate and pack ciphertext ints: each must be in [1, n^2) and invertible mod n^2."""
-        try:
-            values = [operator.index(v) for v in values]
-        except TypeError:
-            raise CiphertextError("ciphertexts must be integers") from None
+        """Validate and pack ciphertext integers: each must be in [1, n^2) and invertible mod n^2.
+
+        Raises TypeError naming the first value that is not an integer (see ``exact_ints``), CiphertextError
+        for a value out of range or not invertible.
+        """
+        values = exact_ints(values, "ciphertext")
         _check_ciphertexts(public_key, values)
         return cls(public_key, ints_to_limbs(values, limb_width(public_key.nsquare)))
 

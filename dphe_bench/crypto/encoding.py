@@ -1,14 +1,16 @@
 """Fixed-point encoding of real weights as Paillier plaintexts, with one precision for the whole protocol.
 
 m = round(w * 2**precision_bits) mod n; negatives are n - |m|. No per-value exponent is sent (it would
-leak magnitudes). Every encoded value is bounded so that the sum of ``max_summands`` of them can never
-wrap around n, and decoding raises instead of returning garbage when a value is out of the signed range.
+leak magnitudes). Every encoded value is bounded (|m| <= max_encoded) so that the sum of ``max_summands`` of
+them can never wrap around n, and decoding raises instead of returning garbage when a value lies outside what
+the declared number of summands can produce.
 """
 
 from collections.abc import Sequence
 
 import numpy as np
 
+from dphe_bench.crypto.limbs import exact_ints
 from dphe_bench.errors import EncodingOverflowError
 
 DEFAULT_PRECISION_BITS = 32
@@ -76,20 +78,26 @@ class FixedPointCodec:
         n = self.n
         return [int(m) % n for m in quantized.tolist()]
 
-    def decode(self, encoded: Sequence[int]) -> np.ndarray:
-        """Ints in [0, n) (possibly sums of encodings) -> float64 array of shape (k,).
+    def decode(self, encoded: Sequence[int], summands: int | None = None) -> np.ndarray:
+        """Ints in [0, n), each the sum of ``summands`` encodings (default ``max_summands``) -> float64 (k,).
 
-        Raises EncodingOverflowError when a value lies outside the signed range (|m| <= n // 3 - 1).
+        A sum of s encodings lies in [-s * max_encoded, s * max_encoded]; anything else cannot come from s
+        honest encoders, and raises EncodingOverflowError naming the index (never a wrapped or huge value).
         """
-        n, max_int = self.n, self.max_int
+        summands = self.max_summands if summands is None else summands
+        if not 1 <= summands <= self.max_summands:
+            raise EncodingOverflowError(f"{summands} summands exceed the codec's max_summands = {self.max_summands}")
+        n, bound = self.n, summands * self.max_encoded
         signed = []
-        for i, m in enumerate(encoded):
+        for i, m in enumerate(exact_ints(encoded, "encoded value")):
             if not 0 <= m < n:
                 raise EncodingOverflowError(f"encoded value at index {i} is outside [0, n)")
-            if m <= max_int:
-                signed.append(m)
-            elif m >= n - max_int:
-                signed.append(m - n)
-            else:
-                raise EncodingOverflowError(f"decoded value at index {i} overflowed the signed range of n")
-        return np.ldexp(np.array([float(s) for s in signed], dtype=np.float64), -self.precision_bits)
+            value = m if m <= n // 2 else m - n
+            if not -bound <= value <= bound:
+                raise EncodingOverflowError(
+                    f"decoded value at index {i} is outside the range {summands} summand(s) can produce "
+                    f"(+-{summands} x {self.max_value:.6g})"
+                )
+            signed.append(value)
+        # |value| <= max_summands * 2**62 < 2**94: exact enough for float64, never an overflow.
+        return np.ldexp(np.array(signed, dtype=np.float64), -self.precision_bits)

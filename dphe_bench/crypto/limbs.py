@@ -5,7 +5,8 @@ A batch of ``count`` big integers of ``width`` limbs is a C-contiguous ``numpy.u
 little-endian machine, or after ``astype('<u4')``) is each integer as ``4 * width`` little-endian bytes.
 """
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -18,17 +19,38 @@ def limb_width(modulus: int) -> int:
     return max(1, ((modulus - 1).bit_length() + LIMB_BITS - 1) // LIMB_BITS)
 
 
-def ints_to_limbs(values: Sequence[int], width: int) -> np.ndarray:
-    """Pack non-negative ints into a (len(values), width) uint32 limb array.
+def exact_ints(values: Iterable[object], what: str = "value") -> list[int]:
+    """``values`` as Python ints, taken exactly: ints and numpy integers of every dtype (uint64 too).
 
-    Raises ValueError if a value is negative or needs more than ``width`` limbs.
+    A numpy integer array converts in one step. Raises TypeError naming the index and the type of the first
+    value that is not an integer: floats (even 1.0), bools, strings, arrays, None.
     """
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iu":
+        return values.tolist()
+    converted = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool | np.bool_):
+            raise TypeError(f"{what} {i} is a bool ({value}), not an integer")
+        try:
+            converted.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"{what} {i} is a {type(value).__name__} ({value!r:.40}), not an integer") from None
+    return converted
+
+
+def ints_to_limbs(values: Iterable[int], width: int) -> np.ndarray:
+    """Pack non-negative integers into a (len(values), width) uint32 limb array.
+
+    Raises TypeError for a value that is not an integer (see ``exact_ints``) and ValueError if a value is
+    negative or needs more than ``width`` limbs.
+    """
+    values = exact_ints(values)
     nbytes = width * LIMB_BYTES
     try:
-        packed = b"".join(int(v).to_bytes(nbytes, "little") for v in values)
+        packed = b"".join(v.to_bytes(nbytes, "little") for v in values)
     except OverflowError:
-        bad = next(v for v in values if v < 0 or int(v).bit_length() > width * LIMB_BITS)
-        raise ValueError(f"value {bad} does not fit in {width} unsigned 32-bit limbs") from None
+        bad = next(i for i, v in enumerate(values) if v < 0 or v.bit_length() > width * LIMB_BITS)
+        raise ValueError(f"value {bad} ({values[bad]}) does not fit in {width} unsigned 32-bit limbs") from None
     return np.frombuffer(packed, dtype="<u4").astype(np.uint32, copy=True).reshape(len(values), width)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dphe_bench.crypto.limbs import LIMB_BITS, limb_width, limbs_to_ints
+from dphe_bench.crypto.limbs import LIMB_BITS, exact_ints, limb_width, limbs_to_ints
 from dphe_bench.errors import EncodingOverflowError, ProtocolError
 
 MAX_QUANTIZATION_BITS = 32
@@ -117,22 +117,35 @@ class PackingLayout:
     def unpack_sums(self, plaintexts: list[int], dimension: int, contributors: int) -> np.ndarray:
         """Decrypted sums of ``contributors`` users' packed plaintexts -> the sum of their real values, float64 (D,).
 
-        Raises ProtocolError if more than N_max users contributed, and EncodingOverflowError if a plaintext
-        has bits above its last slot or a slot holds more than ``contributors`` stored values can add to.
+        Each user stores values in [1, 2**b - 1] and pads the last plaintext with the offset 2**(b-1), so a slot
+        sum of c contributors lies in [c, c (2**b - 1)], and a padding slot equals c 2**(b-1) exactly.
+        Raises ProtocolError if the counts do not fit the layout, and EncodingOverflowError naming the value's
+        index if a plaintext has bits above its last slot or a slot holds what c users cannot produce.
         """
         if not 1 <= contributors <= self.max_users:
             raise ProtocolError(f"{contributors} contributors exceed the packing layout's N_max = {self.max_users}")
         if len(plaintexts) != self.ciphertexts_for(dimension):
             raise ProtocolError(f"{len(plaintexts)} packed plaintexts cannot hold {dimension} values")
+        plaintexts = exact_ints(plaintexts, "packed plaintext")
         used_bits = self.slots * self.slot_bits
-        if any(p >> used_bits for p in plaintexts):
-            raise EncodingOverflowError("a packed plaintext has bits set above its last slot")
+        for i, plaintext in enumerate(plaintexts):
+            if not 0 <= plaintext < 1 << used_bits:
+                raise EncodingOverflowError(f"packed plaintext {i} has bits set above its last slot")
         nbytes = -(-used_bits // 8)
         raw = np.frombuffer(b"".join(p.to_bytes(nbytes, "little") for p in plaintexts), dtype=np.uint8)
         bits = np.unpackbits(raw.reshape(len(plaintexts), nbytes), axis=1, bitorder="little")[:, :used_bits]
         weights = np.left_shift(np.uint64(1), np.arange(self.slot_bits, dtype=np.uint64))
         sums = (bits.reshape(-1, self.slot_bits).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-        if np.any(sums > np.uint64(contributors * (2 * self.offset - 1))):
-            raise EncodingOverflowError(f"a slot sum exceeds what {contributors} users can produce")
+        low, high = contributors, contributors * (2 * self.offset - 1)
+        outside = (sums[:dimension] < np.uint64(low)) | (sums[:dimension] > np.uint64(high))
+        if np.any(outside):
+            bad = int(np.flatnonzero(outside)[0])
+            raise EncodingOverflowError(
+                f"the packed sum at index {bad} is outside what {contributors} users can produce ([{low}, {high}])"
+            )
+        if np.any(sums[dimension:] != np.uint64(contributors * self.offset)):
+            raise EncodingOverflowError(
+                f"a padding slot after index {dimension - 1} does not hold {contributors} offsets"
+            )
         levels = sums[:dimension].astype(np.int64) - contributors * self.offset
         return levels.astype(np.float64) * self.step

@@ -5,6 +5,7 @@ the keys and the constants every backend needs. g = n + 1 throughout, as in pyth
 raw ciphertexts are interchangeable with ``phe``.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -13,10 +14,11 @@ import warnings
 from pathlib import Path
 
 from dphe_bench.crypto.primes import is_probable_prime, random_prime
-from dphe_bench.errors import KeyMismatchError
+from dphe_bench.errors import KeyMismatchError, plain_list
 
 KEY_SIZES = (1024, 2048, 3072, 4096)
 DEFAULT_KEY_BITS = 2048
+MIN_KEY_BITS, MAX_KEY_BITS = KEY_SIZES[0], KEY_SIZES[-1]
 _KEY_FORMAT_VERSION = 1
 
 
@@ -34,10 +36,27 @@ class PublicKey:
     """
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or isinstance(n, bool):
-            raise TypeError(f"n must be an int, got {type(n).__name__}")
-        if n < 15 or n % 2 == 0:
-            raise ValueError(f"n must be an odd integer >= 15, got a {n.bit_length()}-bit value {n}")
+        _check_modulus(n)
+        if not MIN_KEY_BITS <= n.bit_length() <= MAX_KEY_BITS:
+            raise ValueError(
+                f"n has {n.bit_length()} bits; a Paillier key must have {MIN_KEY_BITS} to {MAX_KEY_BITS} bits"
+            )
+        if _is_prime(n):
+            raise ValueError("n is prime; a Paillier modulus is the product of two primes")
+        self._set_modulus(n)
+
+    @classmethod
+    def insecure_for_tests(cls, n: int) -> "PublicKey":
+        """Test-only: a key of any odd n >= 15, without the size and primality rules of ``PublicKey(n)``.
+
+        For fast property tests of the arithmetic on tiny moduli; never for data that must stay secret.
+        """
+        _check_modulus(n)
+        key = cls.__new__(cls)
+        key._set_modulus(n)
+        return key
+
+    def _set_modulus(self, n: int) -> None:
         self.n = n
         self.g = n + 1
         self.nsquare = n * n
@@ -76,7 +95,8 @@ class PublicKey:
 
     @classmethod
     def from_json(cls, text: str) -> "PublicKey":
-        """Parse the output of ``to_json``; raises ValueError naming what is wrong."""
+        """Parse the output of ``to_json``; raises ValueError naming what is wrong (the rules of ``PublicKey(n)``
+        included: 1024 to 4096 bits, not prime)."""
         data = _load_key_json(text, "dphe-paillier-public", ("n",))
         return cls(_parse_hex(data, "n"))
 
@@ -113,8 +133,14 @@ class PrivateKey:
 
     @classmethod
     def from_primes(cls, p: int, q: int) -> "PrivateKey":
-        """Build a key pair's private half from two distinct primes (any size; for interop and tests)."""
+        """Build a key pair's private half from two distinct primes (for interop); n = pq meets the rules of
+        ``PublicKey(n)``."""
         return cls(PublicKey(p * q), p, q)
+
+    @classmethod
+    def insecure_for_tests(cls, p: int, q: int) -> "PrivateKey":
+        """Test-only: ``from_primes`` for primes of any size (see ``PublicKey.insecure_for_tests``)."""
+        return cls(PublicKey.insecure_for_tests(p * q), p, q)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PrivateKey) and {other.p, other.q} == {self.p, self.q}
@@ -157,6 +183,19 @@ def generate_keypair(bits: int = DEFAULT_KEY_BITS) -> tuple[PublicKey, PrivateKe
     return public_key, PrivateKey(public_key, p, q)
 
 
+@functools.lru_cache(maxsize=256)
+def _is_prime(n: int) -> bool:
+    """``is_probable_prime``, remembered: every party parses the same n from every setup message."""
+    return is_probable_prime(n)
+
+
+def _check_modulus(n: object) -> None:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 15 or n % 2 == 0:
+        raise ValueError(f"n must be an odd integer >= 15, got a {n.bit_length()}-bit value")
+
+
 def write_private_key(private_key: PrivateKey, path: str | Path) -> None:
     """Write a private key as JSON to ``path`` with mode 0600, atomically (temp file + rename)."""
     path = Path(path)
@@ -188,7 +227,7 @@ def _load_key_json(text: str, expected_format: str, fields: tuple[str, ...]) -> 
         raise ValueError(f"unsupported key format version {data.get('version')!r}, expected {_KEY_FORMAT_VERSION}")
     missing = [name for name in fields if name not in data]
     if missing:
-        raise ValueError(f"key is missing field(s) {missing}")
+        raise ValueError(f"key is missing field(s) {plain_list(missing)}")
     return data
 
 

@@ -27,7 +27,7 @@ from typing import Any, get_args, get_type_hints
 
 from dphe_bench.backends import BACKENDS, OBFUSCATIONS
 from dphe_bench.crypto.paillier import KEY_SIZES
-from dphe_bench.errors import ConfigError
+from dphe_bench.errors import ConfigError, plain_list, unknown_name
 from dphe_bench.learning.data import DATASETS, ENGINES, FEATURES, SPLITS
 from dphe_bench.learning.trainer import ModelSpec
 from dphe_bench.schemes import SCHEMES
@@ -99,40 +99,45 @@ class Config:
 
 _SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config)}
 
+# (what it names, the valid values) per option that takes one of a few names; None is valid where the option's
+# default is None.
+_CHOICES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("data", "dataset"): ("dataset", tuple(DATASETS)),
+    ("data", "features"): ("feature kind", tuple(FEATURES)),
+    ("data", "engine"): ("feature engine", tuple(ENGINES)),
+    ("federation", "split"): ("split", tuple(SPLITS)),
+    ("model", "loss"): ("loss", tuple(LOSSES)),
+    ("crypto", "scheme"): ("scheme", tuple(SCHEMES)),
+    ("crypto", "backend"): ("backend", tuple(BACKENDS)),
+    ("crypto", "obfuscation"): ("obfuscation", tuple(OBFUSCATIONS)),
+    ("crypto", "inner"): ("backend", tuple(BACKENDS)),
+}
+
 # (predicate, message) per option; the message completes "<section>.<key> must ...".
 _RULES: dict[tuple[str, str], tuple[Any, str]] = {
-    ("data", "dataset"): (lambda v: v in DATASETS, f"be one of {DATASETS}"),
-    ("data", "features"): (lambda v: v in FEATURES, f"be one of {FEATURES}"),
     ("data", "path"): (lambda v: v is None or bool(v), "be a non-empty path"),
     ("data", "test_fraction"): (lambda v: 0 < v < 1, "be in (0, 1)"),
     ("data", "max_train_samples"): (lambda v: v >= 0, "be >= 0 (0 keeps all samples)"),
     ("data", "max_test_samples"): (lambda v: v >= 0, "be >= 0 (0 keeps all samples)"),
     ("data", "image_size"): (lambda v: 8 <= v <= 1024, "be in [8, 1024]"),
-    ("data", "engine"): (lambda v: v in ENGINES, f"be one of {ENGINES}"),
     ("data", "batch_size"): (lambda v: 1 <= v <= 4096, "be in [1, 4096]"),
     ("data", "cache_dir"): (lambda v: v is None or bool(v), "be a non-empty path"),
     ("federation", "users"): (lambda v: 1 <= v <= 10_000, "be in [1, 10000]"),
     ("federation", "rounds"): (lambda v: v >= 1, "be >= 1"),
-    ("federation", "split"): (lambda v: v in SPLITS, f"be one of {SPLITS}"),
     ("federation", "dirichlet_alpha"): (lambda v: v > 0, "be > 0"),
     ("federation", "dropout"): (lambda v: 0 <= v < 1, "be in [0, 1)"),
     ("federation", "min_contributors"): (
         lambda v: v >= 1,
         "be >= 1 (2 by default: with one contributor the published average is that user's weights)",
     ),
-    ("model", "loss"): (lambda v: v in LOSSES, f"be one of {LOSSES}"),
     ("model", "alpha"): (lambda v: v > 0, "be > 0"),
     ("model", "l1_ratio"): (lambda v: 0 <= v <= 1, "be in [0, 1]"),
     ("model", "local_epochs"): (lambda v: v >= 1, "be >= 1"),
-    ("crypto", "scheme"): (lambda v: v in SCHEMES, f"be one of {tuple(SCHEMES)}"),
-    ("crypto", "backend"): (lambda v: v is None or v in BACKENDS, f"be one of {tuple(BACKENDS)}"),
-    ("crypto", "key_bits"): (lambda v: v in KEY_SIZES, f"be one of {KEY_SIZES}"),
+    ("crypto", "key_bits"): (lambda v: v in KEY_SIZES, f"be one of {plain_list(KEY_SIZES)}"),
     ("crypto", "precision_bits"): (lambda v: 1 <= v <= 52, "be in [1, 52]"),
     ("crypto", "quantization_bits"): (lambda v: 2 <= v <= 32, "be in [2, 32]"),
     ("crypto", "quantization_range"): (lambda v: v > 0, "be > 0"),
-    ("crypto", "obfuscation"): (lambda v: v in OBFUSCATIONS, f"be one of {tuple(OBFUSCATIONS)}"),
     ("crypto", "window_bits"): (lambda v: 1 <= v <= 12, "be in [1, 12]"),
-    ("crypto", "inner"): (lambda v: v in BACKENDS, f"be one of {tuple(BACKENDS)}"),
     ("crypto", "workers"): (lambda v: v >= 1, "be >= 1"),
     ("crypto", "start_method"): (lambda v: v in ("fork", "forkserver", "spawn"), "be fork, forkserver or spawn"),
     ("crypto", "scheduler"): (lambda v: bool(v), "be a scheduler address such as tcp://host:8786"),
@@ -151,7 +156,7 @@ def backend_options(crypto: CryptoConfig, backend: str) -> dict[str, object]:
     Raises ConfigError when an option is set that ``backend`` does not take (instead of ignoring it).
     """
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(sorted(BACKENDS))}")
+        raise ConfigError(unknown_name("backend", backend, BACKENDS))
     accepted = BACKENDS[backend].option_names()
     options = {}
     for name in BACKEND_OPTIONS:
@@ -159,7 +164,9 @@ def backend_options(crypto: CryptoConfig, backend: str) -> dict[str, object]:
         if value is None:
             continue
         if name not in accepted:
-            raise ConfigError(f"crypto.{name} does not apply to backend {backend!r}, which takes {list(accepted)}")
+            raise ConfigError(
+                f"crypto.{name} does not apply to backend {backend!r}, which takes {plain_list(accepted)}"
+            )
         options[name] = value
     return options
 
@@ -193,7 +200,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a Config from nested dicts (as tomllib returns)."""
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown config section(s) {unknown}; valid sections: {list(_SECTIONS)}")
+        raise ConfigError(unknown_name("config section", f"[{unknown[0]}]", [f"[{name}]" for name in _SECTIONS]))
     sections = {}
     for name, section_type in _SECTIONS.items():
         values = raw.get(name, {})
@@ -214,12 +221,14 @@ def _build_section(name: str, section_type: type, values: dict[str, Any]) -> Any
     hints = get_type_hints(section_type)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ConfigError(
-            f"unknown option(s) {[f'{name}.{k}' for k in unknown]}; valid options in [{name}]: {sorted(hints)}"
-        )
+        raise ConfigError(unknown_name("option", f"{name}.{unknown[0]}", [f"{name}.{key}" for key in sorted(hints)]))
     checked = {}
     for key, value in values.items():
         value = _coerce(f"{name}.{key}", hints[key], value)
+        if (name, key) in _CHOICES and value is not None:
+            kind, valid = _CHOICES[(name, key)]
+            if value not in valid:
+                raise ConfigError(f"{name}.{key}: {unknown_name(kind, value, valid)}")
         predicate, requirement = _RULES.get((name, key), (lambda v: True, ""))
         if not predicate(value):
             raise ConfigError(f"{name}.{key} must {requirement}, got {value!r}")

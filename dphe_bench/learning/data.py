@@ -30,6 +30,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from dphe_bench.errors import unknown_name
 from dphe_bench.learning.feature_cache import default_cache_dir
 from dphe_bench.learning.features import ENGINES, FEATURES, efficientnet_features, pixel_features
 from dphe_bench.learning.images import (
@@ -142,11 +143,11 @@ def load_dataset(
     Raises DatasetError (missing or malformed data), FeatureError (features extra missing), ValueError.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+        raise ValueError(unknown_name("dataset", name, DATASETS))
     if features not in FEATURES:
-        raise ValueError(f"unknown features {features!r}; valid features: {', '.join(FEATURES)}")
+        raise ValueError(unknown_name("feature kind", features, FEATURES))
     if engine not in ENGINES:
-        raise ValueError(f"unknown feature engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+        raise ValueError(unknown_name("feature engine", engine, ENGINES))
     if max_train_samples < 0 or max_test_samples < 0:
         raise ValueError("max_train_samples and max_test_samples must be >= 0 (0 keeps all samples)")
     if name == "digits":
@@ -299,7 +300,7 @@ def split_among_users(
     Returns one sorted int64 index array per user.
     """
     if method not in SPLITS:
-        raise ValueError(f"unknown split {method!r}; valid splits: {', '.join(SPLITS)}")
+        raise ValueError(unknown_name("split", method, SPLITS))
     if n_users * min_samples > y.size:
         raise ValueError(
             f"{y.size} training samples are too few for {n_users} users with at least {min_samples} samples each"

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dphe_bench.errors import DpheError
-from dphe_bench.files import write_atomically
+from dphe_bench.errors import DpheError, unknown_name
+from dphe_bench.files import prepare_folder, write_atomically
 from dphe_bench.learning.feature_cache import FeatureCache, cache_key
 from dphe_bench.learning.images import ImageSet
 
@@ -97,7 +97,7 @@ def efficientnet_features(
         float32 (len(images), 1280).
     """
     if engine not in ENGINES:
-        raise ValueError(f"unknown feature engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+        raise ValueError(unknown_name("feature engine", engine, ENGINES))
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cache = FeatureCache(Path(cache_dir) / "features")
@@ -114,6 +114,8 @@ def efficientnet_features(
     cached = cache.load(entry_label, key, len(images))
     if cached is not None:
         return cached
+    # Extraction takes minutes: the cache folder must take its result, checked before it starts.
+    prepare_folder(cache.directory, "feature cache (data.cache_dir)")
     run = make_runner(engine, image_size, cache_dir)
     features = np.empty((len(images), EFFICIENTNET_DIM), dtype=np.float32)
     start = time.perf_counter()
@@ -163,7 +165,7 @@ def make_runner(engine: str, image_size: int, cache_dir: str | Path) -> Runner:
             return session.run(None, {input_name: batch})[0]
 
         return run_onnx
-    raise ValueError(f"unknown feature engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    raise ValueError(unknown_name("feature engine", engine, ENGINES))
 
 
 def weights_path() -> Path:

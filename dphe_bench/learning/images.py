@@ -11,6 +11,7 @@ Fashion-MNIST comes from Debian's package ``dataset-fashion-mnist`` (four gzippe
 
 import gzip
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if ndim == 0 or len(data) < header:
         raise DatasetError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)  # exact: np.prod would wrap around on a hostile header
     if len(data) - header != expected:
         raise DatasetError(
             f"{path}: IDX header says {shape} ({expected} bytes) but the file holds {len(data) - header}"

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from dphe_bench.crypto.packing import quantization_step
-from dphe_bench.files import write_text_atomically
+from dphe_bench.errors import DestinationError
+from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.learning.pipeline import PipelineResult
 from dphe_bench.schemes import SCHEMES
 from dphe_bench.schemes.federation import PHASES
@@ -96,13 +97,15 @@ def _crypto_description(cfg) -> str:
 
 
 def check_results_destination(output_dir: str | Path) -> Path:
-    """The runs.csv path under ``output_dir``; raises ValueError now if results could not be appended there.
+    """The runs.csv path under ``output_dir``, made and probed for writing now.
 
-    Call it before a long run, so that a bad destination fails at once instead of after the run.
+    Call it before a long run, so that a bad destination fails at once instead of after the run: raises
+    DestinationError when the folder cannot be made or written, ValueError when runs.csv has other columns.
     """
     csv_path = Path(output_dir) / CSV_NAME
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise ValueError(f"run.output_dir {output_dir} exists and is not a folder")
+        raise DestinationError(f"run.output_dir {output_dir} exists and is not a folder")
+    prepare_file(csv_path, "run.output_dir")
     if csv_path.exists():
         with csv_path.open(encoding="utf-8") as handle:
             header = handle.readline().rstrip("\n")
@@ -115,11 +118,19 @@ def write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     """Write the run's JSON file and append its row to runs.csv in ``config.run.output_dir``.
 
     Both writes go through a temporary file and a rename, so a failure leaves no half-written file.
-    Returns (json_path, csv_path).
+    Returns (json_path, csv_path). Raises DestinationError saying what was not saved when a write fails.
     """
+    try:
+        return _write_run_results(result)
+    except OSError as exc:
+        raise DestinationError(
+            f"the run's results were not saved in {result.config.run.output_dir}: {exc.strerror or exc}"
+        ) from None
+
+
+def _write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     csv_path = check_results_destination(result.config.run.output_dir)
     out_dir = csv_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
     existing = csv_path.read_text(encoding="utf-8") if csv_path.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"

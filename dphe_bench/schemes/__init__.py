@@ -10,6 +10,7 @@ crypto, backends, ``dphe_bench.errors`` and ``dphe_bench.files``; never learning
 
 from dataclasses import dataclass
 
+from dphe_bench.errors import unknown_name
 from dphe_bench.schemes import dense, dphe, packed, plain
 from dphe_bench.schemes.base import Aggregator, KeyGenerator, SetupMessages, User
 
@@ -60,7 +61,7 @@ SCHEMES: dict[str, Scheme] = {
 def get_scheme(name: str) -> Scheme:
     """The registered scheme ``name``; raises ValueError listing the valid names."""
     if name not in SCHEMES:
-        raise ValueError(f"unknown scheme {name!r}; valid schemes: {', '.join(SCHEMES)}")
+        raise ValueError(unknown_name("scheme", name, SCHEMES))
     return SCHEMES[name]
 
 

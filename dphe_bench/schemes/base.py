@@ -279,10 +279,17 @@ class EncryptedKeyGenerator(KeyGenerator):
     def _aggregator_setup_fields(self) -> dict:
         return self._key_fields()
 
-    def _decrypt(self, message: Message) -> list[int]:
-        """Check the key of an AGGREGATE message and decrypt its ciphertexts: ints in [0, n), in message order."""
+    def _ciphertexts(self, message: Message, expected: int | None = None) -> CiphertextBatch:
+        """The checked ciphertext batch of an AGGREGATE message: this key, every value a valid ciphertext, and
+        ``expected`` of them when given. Checks only what can be checked without decrypting."""
         _check_key_id(message, self.public_key)
         batch = CiphertextBatch.from_bytes(self.public_key, message["ciphertexts"])
+        if expected is not None and len(batch) != expected:
+            raise ProtocolError(f"aggregate holds {len(batch)} ciphertexts, expected {expected}")
+        return batch
+
+    def _decrypt(self, batch: CiphertextBatch) -> list[int]:
+        """Decrypt a checked batch: ints in [0, n), in batch order."""
         return self.backend.decrypt(self._private_key, batch)
 
 
@@ -303,19 +310,28 @@ class FixedPointKeyGenerator(EncryptedKeyGenerator):
     def _key_fields(self) -> dict:
         return {**super()._key_fields(), "precision_bits": self.codec.precision_bits}
 
-    def _decrypt_aggregate(self, message: Message) -> np.ndarray:
-        """Decrypt and decode the AGGREGATE's ciphertexts: float64 sums in message order."""
-        return self.codec.decode(self._decrypt(message))
+    def _decode_sums(self, batch: CiphertextBatch, contributors: int) -> np.ndarray:
+        """Decrypt and decode a checked batch of sums of ``contributors`` users: float64, in batch order.
+
+        Raises EncodingOverflowError naming the index of a sum that ``contributors`` honest users cannot produce.
+        """
+        return self.codec.decode(self._decrypt(batch), summands=contributors)
 
 
 def public_key_from_setup(message: Message) -> PublicKey:
-    """The public key a setup message of an encrypted scheme carries."""
-    return PublicKey(int.from_bytes(message["public_key_n"], "big"))
+    """The public key a setup message of an encrypted scheme carries; ProtocolError if it breaks the key rules."""
+    try:
+        return PublicKey(int.from_bytes(message["public_key_n"], "big"))
+    except ValueError as exc:
+        raise ProtocolError(f"setup message: the public key is refused: {exc}") from None
 
 
 def codec_from_setup(message: Message, public_key: PublicKey) -> FixedPointCodec:
-    """The fixed-point codec a dense or dphe setup message describes."""
-    return FixedPointCodec(public_key.n, message["precision_bits"], max_summands=message["max_users"])
+    """The fixed-point codec a dense or dphe setup message describes; ProtocolError if it is impossible."""
+    try:
+        return FixedPointCodec(public_key.n, message["precision_bits"], max_summands=message["max_users"])
+    except ValueError as exc:
+        raise ProtocolError(f"setup message: no fixed-point encoding fits: {exc}") from None
 
 
 def ciphertexts_from_update(message: Message, public_key: PublicKey) -> CiphertextBatch:

@@ -27,10 +27,8 @@ class DenseKeyGenerator(FixedPointKeyGenerator):
     scheme = "dense"
 
     def _sum_from_aggregate(self, message: Message) -> np.ndarray:
-        sums = self._decrypt_aggregate(message)
-        if sums.shape != (self.dimension,):
-            raise ProtocolError(f"aggregate holds {sums.size} ciphertexts, expected {self.dimension}")
-        return sums
+        batch = self._ciphertexts(message, expected=self.dimension)
+        return self._decode_sums(batch, message["contributors"])
 
 
 class DenseUser(User):

@@ -71,8 +71,9 @@ class DpheKeyGenerator(FixedPointKeyGenerator):
         return {**self._key_fields(), "user_permutations": stacked}
 
     def _sum_from_aggregate(self, message: Message) -> np.ndarray:
-        sums = self._decrypt_aggregate(message)
-        p_space = check_indices(message["indices"], sums.size, self.dimension, "the aggregator")
+        batch = self._ciphertexts(message)
+        p_space = check_indices(message["indices"], len(batch), self.dimension, "the aggregator")
+        sums = self._decode_sums(batch, message["contributors"])
         total = np.zeros(self.dimension, dtype=np.float64)
         total[self._inverse_shared[p_space]] = sums
         return total

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from dphe_bench.backends import Backend, get_backend
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
-from dphe_bench.errors import ProtocolError
+from dphe_bench.errors import ProtocolError, plain_list
 from dphe_bench.schemes import get_scheme
 from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 
@@ -84,7 +84,8 @@ class Federation:
         unknown = sorted(set(options) - set(self.scheme.options))
         if unknown:
             raise ValueError(
-                f"scheme {scheme!r} takes no option(s) {unknown}; its options: {list(self.scheme.options)}"
+                f"scheme {scheme!r} takes no option(s) {plain_list(unknown)}; its options: "
+                f"{plain_list(self.scheme.options) or 'none'}"
             )
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
         self.dimension = dimension
@@ -116,7 +117,9 @@ class Federation:
         """
         unknown = sorted(set(weights) - set(self.user_ids))
         if unknown:
-            raise ProtocolError(f"unknown user id(s) {unknown}; the federation has users 0..{len(self.user_ids) - 1}")
+            raise ProtocolError(
+                f"unknown user id(s) {plain_list(unknown)}; the federation has users 0..{len(self.user_ids) - 1}"
+            )
         if len(weights) < self.key_generator.min_contributors:
             raise ProtocolError(
                 f"round {self.round_index} has {len(weights)} contributor(s); the key generator publishes no round "
@@ -206,7 +209,7 @@ def simulate_round(
     shapes = {v.shape for v in vectors}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ProtocolError(
-            f"every user's weights must be a 1-D vector of the same length, got shapes {sorted(shapes)}"
+            f"every user's weights must be a 1-D vector of the same length, got shapes {plain_list(sorted(shapes))}"
         )
     federation = Federation(scheme, vectors[0].size, len(vectors), backend, key_bits, min_contributors, **options)
     order = list(range(len(vectors)))

@@ -18,9 +18,13 @@ Layout (all integers little-endian)::
 
 A message of a given kind and scheme carries exactly the fields its receiver expects, each at most
 once; anything else (bad magic, unknown version, kind, scheme, tag or type, a length that does not
-add up, trailing bytes, a missing or extra field) raises MessageFormatError naming the problem.
+add up, trailing bytes, a missing or extra field, a number outside its field's bounds in ``BOUNDS``)
+raises MessageFormatError naming the problem. Every count and size a receiver acts on is a bounded
+field, and every array's length is the payload actually received, so no field can make a receiver
+allocate more than the message's own size suggests.
 """
 
+import math
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -28,7 +32,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from dphe_bench.errors import MessageFormatError
+from dphe_bench.errors import MessageFormatError, plain_list
 
 MAGIC = b"DPHE"
 FORMAT_VERSION = 1
@@ -76,6 +80,22 @@ FIELDS: dict[str, tuple[int, FieldType]] = {
     "quantization_bits": (16, FieldType.UINT64),
     "quantization_range": (17, FieldType.FLOAT64),
 }
+# Inclusive bounds of the numeric fields (UINT64 and FLOAT64), checked on decoding and encoding.
+MAX_DIMENSION = 2**32 - 1
+MAX_USERS = 2**32 - 1
+BOUNDS: dict[str, tuple[float, float]] = {
+    "user_id": (0, 2**32 - 1),
+    "round": (0, 2**32 - 1),
+    "dimension": (1, MAX_DIMENSION),
+    "max_users": (1, MAX_USERS),
+    "precision_bits": (0, 52),
+    "key_id": (0, 2**64 - 1),
+    "contributors": (1, MAX_USERS),
+    "quantization_bits": (2, 32),
+    "quantization_range": (math.ulp(0.0), math.inf),
+}
+# The largest BYTES field a public key can fill: n of 4096 bits.
+MAX_PUBLIC_KEY_BYTES = 512
 _NAMES_BY_TAG = {tag: name for name, (tag, _) in FIELDS.items()}
 _ITEM_SIZE = {FieldType.UINT32_ARRAY: 4, FieldType.FLOAT64_ARRAY: 8}
 
@@ -106,6 +126,7 @@ def encode_message(message: Message) -> bytes:
             raise ValueError(f"unknown message field {name!r}")
         tag, field_type = FIELDS[name]
         payload = _encode_payload(name, field_type, value)
+        _check_bounds(name, _decode_payload(name, field_type, payload), ValueError)
         parts.append(_FIELD_HEADER.pack(tag, field_type, len(payload)))
         parts.append(payload)
     body = b"".join(parts)
@@ -153,14 +174,30 @@ def decode_message(data: bytes, kind: MessageKind, scheme: str, expected: Collec
         if offset + length > len(data):
             raise MessageFormatError(f"field {name!r} announces {length} bytes but the message ends before")
         fields[name] = _decode_payload(name, FIELDS[name][1], data[offset : offset + length])
+        _check_bounds(name, fields[name], MessageFormatError)
         offset += length
     if offset != len(data):
         raise MessageFormatError(f"{len(data) - offset} unexpected bytes after the last field")
     missing = sorted(set(expected) - set(fields))
     extra = sorted(set(fields) - set(expected))
     if missing or extra:
-        raise MessageFormatError(f"{kind.name} message for {scheme!r}: missing fields {missing}, unexpected {extra}")
+        raise MessageFormatError(
+            f"{kind.name} message for {scheme!r}: missing fields: {plain_list(missing) or 'none'}; "
+            f"unexpected fields: {plain_list(extra) or 'none'}"
+        )
     return Message(kind=kind, scheme=scheme, fields=fields)
+
+
+def _check_bounds(name: str, value: FieldValue, error: type[Exception]) -> None:
+    """Raise ``error`` naming the field if a numeric field lies outside ``BOUNDS`` (NaN included) or the public
+    key is longer than ``MAX_PUBLIC_KEY_BYTES``."""
+    if name in BOUNDS:
+        low, high = BOUNDS[name]
+        if not low <= value <= high:
+            shown = f"{high:.0f}" if high != math.inf else "inf"
+            raise error(f"field {name!r} is {value!r}, outside its bounds [{low:g}, {shown}]")
+    if name == "public_key_n" and len(value) > MAX_PUBLIC_KEY_BYTES:
+        raise error(f"field 'public_key_n' holds {len(value)} bytes; a public key has at most {MAX_PUBLIC_KEY_BYTES}")
 
 
 def _encode_payload(name: str, field_type: FieldType, value: FieldValue) -> bytes:

@@ -19,6 +19,7 @@ import numpy as np
 from dphe_bench.backends import Backend
 from dphe_bench.crypto.packing import PackingLayout
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS
+from dphe_bench.errors import ProtocolError
 from dphe_bench.schemes.base import (
     KEY_SETUP_FIELDS,
     EncryptedKeyGenerator,
@@ -35,13 +36,16 @@ _PACKING_FIELDS = (*KEY_SETUP_FIELDS, "quantization_bits", "quantization_range")
 
 
 def layout_from_setup(message: Message, modulus_bits: int) -> PackingLayout:
-    """The packing layout a packed setup message describes."""
-    return PackingLayout(
-        quantization_bits=message["quantization_bits"],
-        quantization_range=message["quantization_range"],
-        max_users=message["max_users"],
-        modulus_bits=modulus_bits,
-    )
+    """The packing layout a packed setup message describes; ProtocolError if no such layout exists."""
+    try:
+        return PackingLayout(
+            quantization_bits=message["quantization_bits"],
+            quantization_range=message["quantization_range"],
+            max_users=message["max_users"],
+            modulus_bits=modulus_bits,
+        )
+    except ValueError as exc:
+        raise ProtocolError(f"setup message: no packing layout fits: {exc}") from None
 
 
 class PackedKeyGenerator(EncryptedKeyGenerator):
@@ -69,7 +73,8 @@ class PackedKeyGenerator(EncryptedKeyGenerator):
         }
 
     def _sum_from_aggregate(self, message: Message) -> np.ndarray:
-        return self.layout.unpack_sums(self._decrypt(message), self.dimension, message["contributors"])
+        batch = self._ciphertexts(message, expected=self.layout.ciphertexts_for(self.dimension))
+        return self.layout.unpack_sums(self._decrypt(batch), self.dimension, message["contributors"])
 
 
 class PackedUser(User):

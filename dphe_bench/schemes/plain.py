@@ -6,7 +6,7 @@ wire. Each user sends D float64 values; nothing is encrypted.
 
 import numpy as np
 
-from dphe_bench.errors import ProtocolError
+from dphe_bench.errors import EncodingOverflowError, ProtocolError
 from dphe_bench.schemes.base import Aggregator, KeyGenerator, User
 from dphe_bench.schemes.messages import Message
 
@@ -48,10 +48,23 @@ class PlainAggregator(Aggregator):
     update_fields = ("values",)
 
     def _start_round(self) -> None:
-        self._sum = np.zeros(self.dimension, dtype=np.float64)
+        # Allocated from the first update, never from the setup's claimed dimension alone.
+        self._sum: np.ndarray | None = None
 
     def _ingest(self, user_id: int, message: Message) -> None:
-        self._sum = self._sum + _checked_values(message, self.dimension, f"user {user_id}")
+        values = _checked_values(message, self.dimension, f"user {user_id}")
+        if self._sum is None:
+            self._sum = np.array(values, dtype=np.float64)
+            return
+        with np.errstate(over="ignore"):
+            total = self._sum + values
+        if not np.all(np.isfinite(total)):
+            bad = int(np.flatnonzero(~np.isfinite(total))[0])
+            raise EncodingOverflowError(
+                f"the users' sum overflowed float64 at index {bad} (user {user_id}'s weight {values[bad]:.6g} added "
+                f"to {self._sum[bad]:.6g}): plain averaging cannot hold weights this large"
+            )
+        self._sum = total
 
     def _aggregate_fields(self) -> dict:
         return {"values": self._sum}
