@@ -79,7 +79,9 @@ MALFORMED = {
     ),
     "garbage request line": (b"GARBAGE\r\n\r\n", 400),
     "HTTP/2.0 request line": (b"GET /v1/health HTTP/2.0\r\n" + HOST + b"\r\n", 505),
-    "request line over 64 KiB": (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "request line over 64 KiB": (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 431),
+    "20 KiB header": (b"GET /v1/health HTTP/1.1\r\n" + HOST + b"X-Pad: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+    "20 KiB of unfinished headers": (b"GET /v1/health HTTP/1.1\r\n" + HOST + b"X-Pad: " + b"a" * 20_000, 431),
     "5,000-digit round": (b"GET /v1/average/" + b"9" * 5000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 404),
     "Content-Length: \xc2\xb2": (b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + "Content-Length: ²\r\n\r\n".encode(), 400),
     "duplicate Content-Length": (

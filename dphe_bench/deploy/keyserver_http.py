@@ -3,7 +3,8 @@
 What the server holds against hostile clients (each limit is a parameter of ``start_key_server``):
 
 - framing is parsed by llhttp (httptools): a malformed request line or header, a duplicated or non-numeric
-  ``Content-Length`` or a request over 80 KiB of headers gets 400 and the connection is closed; a chunked
+  ``Content-Length`` gets 400 and the connection is closed, a request line and headers over
+  ``MAX_HEADER_BYTES`` 431; a chunked
   body (``Transfer-Encoding``) gets 411, a GET with a body 400, an HTTP version other than 1.0/1.1 505;
   every answer of 400 and above closes the connection, so no unread body is ever parsed as a request;
 - the body of ``POST /v1/aggregate`` is refused (413, before it is read) when it exceeds the largest
@@ -45,6 +46,7 @@ READ_TIMEOUT_S = 30.0
 HANDSHAKE_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5
 MAX_CONNECTIONS = 1024
+MAX_HEADER_BYTES = 16 * 1024
 BACKLOG = 1024
 _AVERAGE_PATH = re.compile(rf"^{API}/average/([0-9]{{1,18}})$")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
@@ -73,13 +75,16 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 
 
 class _Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a connection cap and a deadline for each whole request."""
+    """uvicorn's httptools protocol with a connection cap, a header size cap and a deadline per whole request."""
 
     read_timeout = READ_TIMEOUT_S
     max_connections = MAX_CONNECTIONS
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._oversized = False
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             log.warning("%s: connection refused: %d connections already open", _peer(self.client), self.max_connections)
@@ -91,9 +96,40 @@ class _Protocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._oversized:
+            return
+        super().data_received(data)
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        if (self._oversized or self._header_bytes > MAX_HEADER_BYTES) and not self.transport.is_closing():
+            self._oversized = True
+            log.warning("%s: request refused: 431 headers over %d bytes", _peer(self.client), MAX_HEADER_BYTES)
+            reason = f"the request line and headers exceed {MAX_HEADER_BYTES} bytes\n".encode()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(reason), reason)
+            )
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > MAX_HEADER_BYTES:
+            self._oversized = True  # no application task: data_received answers 431
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._oversized:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        if not self._oversized:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -130,6 +166,11 @@ class _EventLoop(asyncio.SelectorEventLoop):
         return await super().create_server(*args, **kwargs)
 
 
+def _shown(path: str) -> str:
+    """``path`` quoted for a log line or an answer, cut to 100 characters."""
+    return repr(path if len(path) <= 100 else path[:100] + "...")
+
+
 def _peer(client: tuple[str, int] | None) -> str:
     if client is None:
         return "?"
@@ -162,7 +203,7 @@ class KeyServerApp:
         if "transfer-encoding" in request.headers:
             return self._refuse(request, 411, "a Content-Length header is required (no Transfer-Encoding)")
         if request.scope["query_string"]:
-            return self._refuse(request, 404, f"no such resource {path + '?'!r}")
+            return self._refuse(request, 404, f"no such resource {_shown(path + '?')}")
         if method == "GET":
             if request.headers.get("content-length", "0") != "0":
                 return self._refuse(request, 400, "a GET request carries no body")
@@ -185,7 +226,7 @@ class KeyServerApp:
             return _answer(200, service.setup_for(party), "application/octet-stream")
         match = _AVERAGE_PATH.match(path)
         if match is None:
-            return self._refuse(request, 404, f"no such resource {path!r}")
+            return self._refuse(request, 404, f"no such resource {_shown(path)}")
         party = self._authenticate(request, path, USER)
         if isinstance(party, Response):
             return party
@@ -202,7 +243,7 @@ class KeyServerApp:
 
     async def _post(self, request: Request, path: str) -> Response:
         if path != f"{API}/aggregate":
-            return self._refuse(request, 404, f"no such resource {path!r}")
+            return self._refuse(request, 404, f"no such resource {_shown(path)}")
         party = self._authenticate(request, path, AGGREGATOR)
         if isinstance(party, Response):
             return party
@@ -244,9 +285,8 @@ class KeyServerApp:
         path = request.scope["raw_path"].decode("latin-1")
         if not refused and path in _QUIET_PATHS:
             return
-        shown = path if len(path) <= 200 else path[:200] + "..."
         level = logging.WARNING if refused else logging.INFO
-        log.log(level, "%s %s %r -> %s", _peer(request.scope.get("client")), request.method, shown, outcome)
+        log.log(level, "%s %s %s -> %s", _peer(request.scope.get("client")), request.method, _shown(path), outcome)
 
 
 def _answer(status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Response:
