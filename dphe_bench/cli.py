@@ -19,11 +19,12 @@ from dphe_bench.backends.fixed_base import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 from dphe_bench.bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
 from dphe_bench.crypto.paillier import KEY_SIZES, generate_keypair
 from dphe_bench.errors import DestinationError, DpheError, plain_list
-from dphe_bench.files import prepare_file, write_text_atomically
+from dphe_bench.files import prepare_file, prepare_folder, write_text_atomically
 from dphe_bench.learning.config import load_config
 from dphe_bench.learning.pipeline import run_pipeline
 from dphe_bench.learning.results import check_results_destination, format_summary, write_run_results
 from dphe_bench.schemes import SCHEMES
+from dphe_bench.schemes.messages import MAX_DIMENSION
 
 # Help texts are plain text: argparse prints them as they are.
 DESCRIPTION = (
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DpheError, ValueError) as exc:
         print(f"dphe-bench: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(
+            f"dphe-bench: error: {args.command} ran out of memory: ask for less (a smaller dimension, fewer users)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         kept = KEPT_ON_INTERRUPT[args.command].format(out=getattr(args, "out", None))
         print(f"\ndphe-bench: {args.command} interrupted; {kept}", file=sys.stderr)
@@ -75,11 +82,16 @@ def _bounded(kind: type, low: float, high: float | None = None) -> Callable[[str
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not (low <= value and (high is None or value <= high)):
-            limits = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            limits = f"in [{_number(low)}, {_number(high)}]" if high is not None else f">= {_number(low)}"
             raise argparse.ArgumentTypeError(f"must be {limits}, got {text}")
         return value
 
     return parse
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 4294967295, 0.01, 1."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _key_size(text: str) -> int:
@@ -209,9 +221,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "given, which only binds loopback addresses.",
     )
     _add_config_options(keyserver)
-    keyserver.add_argument("--dimension", type=int, required=True, metavar="D", help="length of the weight vectors")
+    keyserver.add_argument(
+        "--dimension",
+        type=_bounded(int, 1, MAX_DIMENSION),
+        required=True,
+        metavar="D",
+        help="length of the weight vectors",
+    )
     keyserver.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    keyserver.add_argument("--port", type=int, default=8443, help="port to bind (default 8443; 0 = any free port)")
+    keyserver.add_argument(
+        "--port", type=_bounded(int, 0, 65535), default=8443, help="port to bind (default 8443; 0 = any free port)"
+    )
     keyserver.add_argument("--tokens-dir", required=True, metavar="DIR", help="where the party tokens are written")
     keyserver.add_argument("--out", metavar="DIR", help="also save each published average here as .npy")
     keyserver.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) of this server")
@@ -408,6 +428,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir or f"reports/deploy/run-{time.strftime('%Y%m%d-%H%M%S')}")
+    prepare_folder(run_dir, "run folder (--run-dir)")
     scheme = SCHEMES[config.crypto.scheme]
     print(f"scheme {scheme.name}: leaks {scheme.leakage}", file=sys.stderr)
     print(
@@ -485,6 +506,7 @@ def _flower_app(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     check_deployable(config)
+    prepare_folder(args.out, "--out")
     path = write_flower_app(
         Path(args.out),
         config,

@@ -491,6 +491,17 @@ def test_a_zero_dimension_is_refused_not_taken_as_unset(tmp_path):
         ("--sparsity", "1", "sparsity must be in [0, 1), got 1.0"),
         ("--key-bits", "1000", "key bits must be one of 1024, 2048, 3072, 4096, got 1000"),
         ("--seed", "-1", "seed must be in [0, 2**32), got -1"),
+        ("--dimension", "4294967296", "dimension must be <= 4294967295 (what a message can carry), got 4294967296"),
+        (
+            "--scheme",
+            "dense:precision_bits=99",
+            "scheme dense:precision_bits=99 with 1024-bit keys: precision_bits must be in [0, 52], got 99",
+        ),
+        (
+            "--scheme",
+            "packed:quantization_bits=x",
+            "scheme packed:quantization_bits=x with 1024-bit keys: quantization_bits must be an integer, got 'x'",
+        ),
     ],
 )
 def test_every_sweep_axis_is_validated_when_given(tmp_path, axis, value, message):
@@ -534,6 +545,11 @@ def test_error_texts_name_things_plainly_and_suggest_the_closest(override, messa
         (["throughput", "--seconds", "nan"], "argument --seconds: must be in [0.01, 3600], got nan"),
         (["throughput", "--key-bits", "512"], "argument --key-bits: must be one of 1024, 2048, 3072, 4096, got 512"),
         (["serve", "--round-timeout", "0"], "argument --round-timeout: must be in [1, 86400], got 0"),
+        (
+            ["keyserver", "--dimension", "0", "--tokens-dir", "t"],
+            "argument --dimension: must be in [1, 4294967295], got 0",
+        ),
+        (["keyserver", "--dimension", "5", "--tokens-dir", "t", "--port", "70000"], "must be in [0, 65535], got 70000"),
     ],
 )
 def test_numeric_options_are_bounded_before_any_work(argv, message):
@@ -608,6 +624,19 @@ def test_ctrl_c_in_every_long_command_says_what_was_kept(monkeypatch, tmp_path, 
         (["report", "somefile", "--out", "/proc/rep"], "report folder /proc/rep cannot be written"),
         (["throughput", "--out", "/proc/x.csv"], "--out /proc/x.csv cannot be written"),
         (["throughput", "--out", "."], "--out . is a folder, not a file"),
+        (["serve", "--run-dir", "/proc/run"], "run folder (--run-dir) /proc/run cannot be written"),
+        (
+            [
+                "flower-app",
+                "--out",
+                "/proc/app",
+                "--keyserver-url",
+                "https://127.0.0.1:1",
+                "--aggregator-token-file",
+                "t",
+            ],
+            "--out /proc/app cannot be written",
+        ),
     ],
 )
 def test_an_unusable_destination_is_refused_before_any_work(monkeypatch, tmp_path, argv, message):

@@ -39,6 +39,7 @@ from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.schemes import SCHEMES, get_scheme
 from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
+from dphe_bench.schemes.messages import MAX_DIMENSION
 from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
 
 DEFAULT_OUT = Path("reports/runs/sweep.csv")
@@ -185,6 +186,8 @@ class SweepGrid:
         """Raise SweepError (or ValueError from a registry) naming the first thing that cannot run."""
         if self.dimension < 1:
             raise SweepError(f"dimension must be >= 1, got {self.dimension}")
+        if self.dimension > MAX_DIMENSION:
+            raise SweepError(f"dimension must be <= {MAX_DIMENSION} (what a message can carry), got {self.dimension}")
         for name, axis in (("users", self.users), ("sparsity", self.sparsities), ("key_bits", self.key_bits)):
             if not axis:
                 raise SweepError(f"the {name} axis is empty")
@@ -205,6 +208,12 @@ class SweepGrid:
             if scheme.name not in SCHEMES:
                 raise SweepError(unknown_name("scheme", scheme.name, SCHEMES))
             _check_options("scheme", scheme, SCHEMES[scheme.name].options)
+            if SCHEMES[scheme.name].encrypted:
+                for bits in self.key_bits:
+                    try:
+                        SCHEMES[scheme.name].key_generator.check_options(bits, max(self.users), **dict(scheme.options))
+                    except (TypeError, ValueError) as exc:
+                        raise SweepError(f"scheme {scheme.label} with {bits}-bit keys: {exc}") from None
         statuses = available_backends()
         for backend in self.backends:
             if backend.name not in statuses:

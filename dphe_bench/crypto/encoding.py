@@ -31,6 +31,9 @@ class FixedPointCodec:
     """
 
     def __init__(self, n: int, precision_bits: int = DEFAULT_PRECISION_BITS, max_summands: int = 1):
+        for name, value in (("precision_bits", precision_bits), ("max_summands", max_summands)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
         if not 0 <= precision_bits <= 52:
             raise ValueError(f"precision_bits must be in [0, 52], got {precision_bits}")
         if max_summands < 1:

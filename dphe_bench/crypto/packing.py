@@ -46,6 +46,12 @@ class PackingLayout:
     modulus_bits: int
 
     def __post_init__(self):
+        for name in ("quantization_bits", "max_users", "modulus_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if isinstance(self.quantization_range, bool) or not isinstance(self.quantization_range, int | float):
+            raise TypeError(f"quantization_range must be a number, got {self.quantization_range!r}")
         if not 2 <= self.quantization_bits <= MAX_QUANTIZATION_BITS:
             raise ValueError(f"quantization_bits must be in [2, {MAX_QUANTIZATION_BITS}], got {self.quantization_bits}")
         if not (math.isfinite(self.quantization_range) and self.quantization_range > 0):

@@ -64,6 +64,13 @@ class KeyGenerator(ABC):
     # Fields a scheme adds to the AGGREGATE message it receives.
     aggregate_fields: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def check_options(cls, key_bits: int, users: int, **options: object) -> None:
+        """Raise ValueError (or TypeError) now if the scheme's ``options`` cannot work with ``key_bits``-bit keys and
+        ``users`` users, without generating a key. Schemes without options accept none."""
+        if options:
+            raise ValueError(f"scheme {cls.scheme!r} takes no options")
+
     def __init__(self, dimension: int, user_ids: Sequence[int], backend: Backend):
         if dimension < 1 or dimension >= 2**32:
             raise ProtocolError(f"dimension must be in [1, 2**32), got {dimension}")
@@ -306,6 +313,11 @@ class FixedPointKeyGenerator(EncryptedKeyGenerator):
     ):
         super().__init__(dimension, user_ids, backend, key_bits)
         self.codec = FixedPointCodec(self.public_key.n, precision_bits, max_summands=len(self.user_ids))
+
+    @classmethod
+    def check_options(cls, key_bits: int, users: int, precision_bits: int = DEFAULT_PRECISION_BITS) -> None:
+        # An odd modulus of key_bits bits stands in for n: the codec's limits depend only on its size.
+        FixedPointCodec((1 << (key_bits - 1)) + 1, precision_bits, max_summands=users)
 
     def _key_fields(self) -> dict:
         return {**super()._key_fields(), "precision_bits": self.codec.precision_bits}

@@ -65,6 +65,16 @@ class PackedKeyGenerator(EncryptedKeyGenerator):
         super().__init__(dimension, user_ids, backend, key_bits)
         self.layout = PackingLayout(quantization_bits, quantization_range, len(self.user_ids), self.public_key.bits)
 
+    @classmethod
+    def check_options(
+        cls,
+        key_bits: int,
+        users: int,
+        quantization_bits: int = DEFAULT_QUANTIZATION_BITS,
+        quantization_range: float = DEFAULT_QUANTIZATION_RANGE,
+    ) -> None:
+        PackingLayout(quantization_bits, quantization_range, users, key_bits)
+
     def _key_fields(self) -> dict:
         return {
             **super()._key_fields(),
