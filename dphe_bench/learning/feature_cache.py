@@ -77,7 +77,7 @@ class FeatureCache:
             raise FeatureCacheError(
                 f"feature cache file {path} cannot be read ({exc}); delete it to recompute"
             ) from None
-        if metadata.get("key") != key:
+        if not isinstance(metadata, dict) or metadata.get("key") != key:
             raise FeatureCacheError(f"feature cache file {path} was stored under another key; delete it to recompute")
         if features.dtype != np.float32 or features.ndim != 2 or features.shape[0] != rows:
             raise FeatureCacheError(
