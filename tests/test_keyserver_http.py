@@ -141,6 +141,28 @@ def test_an_oversized_aggregate_is_refused_before_its_body_is_read(plain_service
     _no_traceback(caplog)
 
 
+def test_a_large_aggregate_sent_in_one_piece_is_published(tmp_path):
+    """Headers and a body of many times the header cap, in one send: the cap counts header bytes only."""
+    dimension = 20_000
+    config = load_config(None, ["federation.users=2", "crypto.scheme='plain'"])
+    service = KeyService(key_generator_from_config(config, dimension, get_backend("python")), tmp_path / "t")
+    backend = get_backend("python")
+    aggregator = get_scheme("plain").aggregator(service.setup_for(Party(AGGREGATOR)), backend)
+    for user_id in (0, 1):
+        user = get_scheme("plain").user(service.setup_for(Party(USER, user_id)), backend)
+        aggregator.receive(user.submit(np.full(dimension, float(user_id)), 0))
+    body = aggregator.finish()
+    token = read_token(tmp_path / "t" / token_filename(Party(AGGREGATOR))).encode()
+    head = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
+    with _running(service) as server:
+        port = server.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            answer = sock.recv(65536)
+    assert len(body) > 8 * dimension and _status(answer) == 200, answer
+    np.testing.assert_array_equal(service.average(0)[0], np.full(dimension, 0.5))
+
+
 def test_the_body_limit_follows_the_dimension_and_the_key_size(tmp_path):
     limits = {}
     for dimension in (10, 20):

@@ -49,7 +49,7 @@ import numpy as np
 from dphe_bench.backends import Backend
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.limbs import LIMB_BYTES, limb_width
-from dphe_bench.errors import DpheError, KeyMismatchError, ProtocolError
+from dphe_bench.errors import ConfigError, DpheError, KeyMismatchError, ProtocolError
 from dphe_bench.files import write_atomically, write_text_atomically
 from dphe_bench.learning.config import Config
 from dphe_bench.schemes import KeyGenerator, get_scheme
@@ -62,6 +62,8 @@ AGGREGATOR = "aggregator"
 USER = "user"
 # Header, field headers and the UINT64 fields of an AGGREGATE message fit in this many bytes.
 MESSAGE_OVERHEAD_BYTES = 1024
+# The schemes whose aggregates ``check_aggregate`` checks in full before decryption; the key server serves no other.
+SERVED_SCHEMES = ("plain", "dense", "dphe", "packed")
 VOID_ROUND = "it failed after decryption: the round is void and this key server decrypts no further aggregate"
 log = logging.getLogger("dphe_bench.keyserver")
 
@@ -121,8 +123,10 @@ def check_transport(host: str, certfile: str | None, keyfile: str | None, insecu
 def key_generator_from_config(config: Config, dimension: int, backend: Backend) -> KeyGenerator:
     """The configured scheme's key generator for users 0..N-1, built as ``simulation.Federation`` builds it.
 
-    It publishes no round of fewer than ``federation.min_contributors`` contributors.
+    It publishes no round of fewer than ``federation.min_contributors`` contributors. Raises ConfigError, before
+    making any key, for a scheme the key server does not serve (``SERVED_SCHEMES``).
     """
+    check_served(config.crypto.scheme)
     scheme = get_scheme(config.crypto.scheme)
     options = {name: getattr(config.crypto, name) for name in scheme.options}
     if scheme.encrypted:
@@ -130,6 +134,15 @@ def key_generator_from_config(config: Config, dimension: int, backend: Backend) 
     key_generator = scheme.key_generator(dimension, list(range(config.federation.users)), backend, **options)
     key_generator.set_min_contributors(config.federation.min_contributors)
     return key_generator
+
+
+def check_served(scheme: str) -> None:
+    """Raise ConfigError unless the key server serves ``scheme`` (it must check its aggregates before decrypting)."""
+    if scheme not in SERVED_SCHEMES:
+        raise ConfigError(
+            f"the key server does not serve scheme {scheme!r}: it checks aggregates before decrypting only for "
+            f"{', '.join(SERVED_SCHEMES)}"
+        )
 
 
 def max_aggregate_bytes(key_generator: KeyGenerator) -> int:
@@ -173,10 +186,8 @@ def check_aggregate(key_generator: KeyGenerator, aggregate: bytes) -> Message:
             expected = check_indices(message["indices"], count, dimension, "the aggregator").size
         elif scheme == "dense":
             expected = dimension
-        elif scheme == "packed":
-            expected = key_generator.layout.ciphertexts_for(dimension)
         else:
-            raise ProtocolError(f"the key server has no pre-decryption check for scheme {scheme!r}")
+            expected = key_generator.layout.ciphertexts_for(dimension)
         if count != expected:
             raise ProtocolError(f"aggregate holds {count} ciphertexts, expected {expected}")
     except AggregateRejected:
@@ -200,6 +211,7 @@ class KeyService:
     """
 
     def __init__(self, key_generator: KeyGenerator, tokens_dir: Path, out_dir: Path | None = None):
+        check_served(key_generator.scheme)
         self.key_generator = key_generator
         self.scheme = key_generator.scheme
         self.dimension = key_generator.dimension

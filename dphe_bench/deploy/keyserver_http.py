@@ -84,6 +84,7 @@ class _Protocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._headers_completed = False
         self._oversized = False
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
@@ -99,8 +100,11 @@ class _Protocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._oversized:
             return
+        awaiting = self._awaiting_headers
+        self._headers_completed = False
         super().data_received(data)
-        if self._awaiting_headers:
+        # Bytes of a request whose headers were incomplete before and after this chunk.
+        if awaiting and self._awaiting_headers and not self._headers_completed:
             self._header_bytes += len(data)
         if (self._oversized or self._header_bytes > MAX_HEADER_BYTES) and not self.transport.is_closing():
             self._oversized = True
@@ -114,6 +118,7 @@ class _Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
+        self._headers_completed = True
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > MAX_HEADER_BYTES:
             self._oversized = True  # no application task: data_received answers 431
