@@ -157,6 +157,17 @@ def test_powmod_matches_pow_and_the_narrow_family(ifma, narrow, modulus, count):
         assert np.array_equal(result, narrow.powmod(limbs, exponent, modulus))
 
 
+@pytest.mark.parametrize("modulus", [1, 3, 2**52 - 1, 2**52 + 1, 2**104 - 3, 2**156 + 1])
+def test_tiny_and_limb_boundary_moduli(ifma, narrow, modulus):
+    values = [0, 1, 2, 5, 2**64 - 1, secrets.randbits(64), secrets.randbits(64)]
+    a, b = ints_to_limbs(values, 2), ints_to_limbs(values[::-1], 2)
+    powers = ifma.powmod(a, 65537, modulus)
+    assert limbs_to_ints(powers) == [pow(x, 65537, modulus) for x in values]
+    assert np.array_equal(powers, narrow.powmod(a, 65537, modulus))
+    products = [x * y % modulus for x, y in zip(values, values[::-1], strict=True)]
+    assert limbs_to_ints(ifma.mulmod(a, b, modulus)) == products
+
+
 @pytest.mark.parametrize("extra_words", [-1, 1, 130])
 def test_powmod_reduces_bases_of_any_width(ifma, extra_words):
     modulus = odd_modulus(1024)
