@@ -57,6 +57,8 @@ IFMA_PARALLEL_MIN_ROWS = {"powmod": 9, "walk": 9, "mulmod": 1024}
 KERNELS = ("ifma", "narrow")
 """Kernel families (the ``kernel`` option)."""
 MAX_CACHED_MODULI = 64
+MAX_CACHED_TABLES = 8
+"""52-bit copies of fixed-base tables kept by an ``ifma`` backend (the oldest is dropped first)."""
 
 
 def vector_length(limbs: int) -> int:
@@ -194,6 +196,7 @@ class NumbaBackend(Backend):
                 raise ValueError(f"threads must be in [1, {limit}] (NUMBA_NUM_THREADS), got {threads}")
         self.threads = threads
         self._moduli: dict[int, _Modulus | WideModulus] = {}
+        self._wide_tables: dict[int, tuple[FixedBaseTable, np.ndarray]] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -267,7 +270,9 @@ class NumbaBackend(Backend):
         """Walk ``table`` for every exponent in one compiled kernel: one Montgomery product per window.
 
         The table's normal-form entries are multiplied as they are; the factor R^-(windows-1) this leaves is
-        removed by one last product with R^windows mod m. Returns uint32 (count, limb_width(modulus)).
+        removed by one last product with R^windows mod m. The ``ifma`` family walks a copy of the table in
+        52-bit limbs, made on the first walk and kept with the table (``table_nbytes`` counts it).
+        Returns uint32 (count, limb_width(modulus)).
         """
         context = self._modulus(table.modulus)
         exponents = list(exponents)
@@ -278,14 +283,34 @@ class NumbaBackend(Backend):
         entries = _readonly(np.asarray(table.entries, dtype=np.uint32))
         if entries.shape[2] != context.words:
             raise ValueError(f"table entries have {entries.shape[2]} limbs, the modulus needs {context.words}")
+        if self.kernel == "ifma":
+            arguments = (self._wide_table(table, entries, context.k), digits, out, context.limbs, context.n0)
+            self._run("walk", (*arguments, context.k, context.r_power(table.windows)), len(exponents))
+            return out
         unpacked, _ = context.load_parameters(context.words)
         arguments = (
-            *(entries, digits, out, context.limbs, context.n0, *self._sizes(context)),
-            *(() if self.kernel == "ifma" else (unpacked,)),
+            *(entries, digits, out, context.limbs, context.n0, context.k, context.kp, unpacked),
             context.r_power(table.windows),
         )
         self._run("walk", arguments, len(exponents))
         return out
+
+    def table_nbytes(self) -> int:
+        """Memory held by this backend's ``djn`` tables, all keys together, with their 52-bit copies (``ifma``)."""
+        return super().table_nbytes() + sum(limbs.nbytes for _, limbs in self._wide_tables.values())
+
+    def _wide_table(self, table: FixedBaseTable, entries: np.ndarray, k: int) -> np.ndarray:
+        """The ``ifma`` walk's copy of ``table``: uint64 (windows, 2^w, k) 52-bit limbs, made once per table."""
+        key = id(table)
+        held = self._wide_tables.get(key)
+        if held is None or held[0] is not table:
+            if len(self._wide_tables) >= MAX_CACHED_TABLES:
+                self._wide_tables.pop(next(iter(self._wide_tables)))
+            limbs = np.zeros((*entries.shape[:2], k), dtype=np.uint64)
+            self._kernels.convert_table(entries, k, limbs)
+            limbs.flags.writeable = False
+            held = self._wide_tables[key] = (table, limbs)
+        return held[1]
 
     def _sizes(self, context: "_Modulus | WideModulus") -> tuple[int, ...]:
         """The limb counts the family's kernels take: (k,) for ``ifma``, (k, kp) for ``narrow``."""

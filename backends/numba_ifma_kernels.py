@@ -176,8 +176,9 @@ def _normalise(t, start, k, out):
 
 
 @njit(cache=True)
-def _unpack(words, limbs, lane, count):
-    """The first ``count`` 52-bit limbs of the little-endian uint32 ``words`` into limbs[:count, lane]."""
+def _unpack(words, limbs, count):
+    """The first ``count`` 52-bit limbs of the little-endian uint32 ``words`` into limbs[:count] (1-D, any
+    stride: a lane of a group is ``group[:, lane]``)."""
     width = words.size
     for i in range(count):
         bit = i * LIMB_BITS
@@ -191,7 +192,7 @@ def _unpack(words, limbs, lane, count):
         value = pair >> offset
         if offset > 64 - LIMB_BITS and w + 2 < width:  # the limb reaches into a third word
             value |= uint64(words[w + 2]) << (uint64(64) - offset)
-        limbs[i, lane] = value & _MASK
+        limbs[i] = value & _MASK
 
 
 @njit(cache=True)
@@ -202,7 +203,7 @@ def _gather(rows, first, count, limbs, unpacked):
     for lane in range(LANES):
         r = first + lane
         if r < count:
-            _unpack(rows[r], limbs, lane, unpacked)
+            _unpack(rows[r], limbs[:, lane], unpacked)
 
 
 @njit(cache=True)
@@ -317,19 +318,30 @@ def _mulmod_rows(lo, hi, a, b, out, m, n0, k, unpacked_a, shift_a, unpacked_b, s
 
 
 @njit(cache=True)
-def _walk_rows(lo, hi, entries, digits, out, m, n0, k, correction):
-    """out[r] = prod_i entries[i, digits[r, i]] mod m for the rows of groups lo..hi-1: a fixed-base table walk.
+def convert_table(entries, k, limbs):
+    """limbs[i, j] = entries[i, j] as k 52-bit limbs: a fixed-base table in the walk's representation.
 
-    entries: uint32 (windows, 2^w, words of m), residues below m in normal form, gathered lane by lane (each
-    lane has its own digits); every window is multiplied. The product of W Montgomery multiplications
-    carries R^-(W-1); correction = R^W mod m removes it. Rows past the end walk digit 0.
+    entries: uint32 (windows, 2^w, words), values below 2^(52 k); limbs: uint64 (windows, 2^w, k).
+    """
+    for i in range(entries.shape[0]):
+        for j in range(entries.shape[1]):
+            _unpack(entries[i, j], limbs[i, j], k)
+
+
+@njit(cache=True)
+def _walk_rows(lo, hi, limbs, digits, out, m, n0, k, correction):
+    """out[r] = prod_i limbs[i, digits[r, i]] mod m for the rows of groups lo..hi-1: a fixed-base table walk.
+
+    limbs: uint64 (windows, 2^w, k), residues below m in normal form (``convert_table``), gathered lane by
+    lane (each lane has its own digits); every window is multiplied. The product of W Montgomery
+    multiplications carries R^-(W-1); correction = R^W mod m removes it. Rows past the end walk digit 0.
     """
     count = digits.shape[0]
     rows = k + 1
     entry = np.zeros((rows, LANES), np.uint64)
     acc = np.zeros((rows, LANES), np.uint64)
     t = np.zeros((rows, LANES), np.uint64)
-    windows = entries.shape[0]
+    windows = limbs.shape[0]
     for g in range(lo, hi):
         first = g * LANES
         for i in range(windows):
@@ -337,7 +349,9 @@ def _walk_rows(lo, hi, entries, digits, out, m, n0, k, correction):
             for lane in range(LANES):
                 r = first + lane
                 digit = digits[r, i] if r < count else 0
-                _unpack(entries[i, digit], target, lane, k)
+                source = limbs[i, digit]
+                for j in range(k):
+                    target[j, lane] = source[j]
             if i > 0:
                 mont_mul(entry, acc, m, n0, k, t, acc)
         mont_mul(acc, correction, m, n0, k, t, acc)
@@ -384,16 +398,16 @@ def mulmod_parallel(a, b, out, m, n0, k, unpacked_a, shift_a, unpacked_b, shift_
 
 
 @njit(cache=True)
-def walk_serial(entries, digits, out, m, n0, k, correction):
+def walk_serial(limbs, digits, out, m, n0, k, correction):
     """``_walk_rows`` over every group, in the calling thread."""
     groups = (digits.shape[0] + LANES - 1) // LANES
-    _walk_rows(0, groups, entries, digits, out, m, n0, k, correction)
+    _walk_rows(0, groups, limbs, digits, out, m, n0, k, correction)
 
 
 @njit(cache=True, parallel=True)
-def walk_parallel(entries, digits, out, m, n0, k, correction, chunks):
+def walk_parallel(limbs, digits, out, m, n0, k, correction, chunks):
     """``_walk_rows`` over ``chunks`` contiguous chunks of groups in parallel (each thread its own rows)."""
     groups = (digits.shape[0] + LANES - 1) // LANES
     for c in prange(chunks):
         lo, hi = _chunk_bounds(c, chunks, groups)
-        _walk_rows(lo, hi, entries, digits, out, m, n0, k, correction)
+        _walk_rows(lo, hi, limbs, digits, out, m, n0, k, correction)

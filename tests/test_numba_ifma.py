@@ -216,6 +216,23 @@ def test_fixed_base_walk_matches_pow_and_the_narrow_family(ifma, ifma_parallel, 
     assert limbs_to_ints(ifma_parallel.fixed_base_powmod(table, exponents)) == expected
 
 
+def test_the_djn_table_copy_in_52_bit_limbs_is_made_once_and_counted(key_from_primes):
+    public_key, private_key = key_from_primes
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ops, "ifma_unavailable_reason", lambda: None)
+        backend = get_backend("numba", kernel="ifma", threads=1, obfuscation="djn", window_bits=4)
+    values = [0, 1, public_key.n - 1]
+    assert backend.decrypt(private_key, backend.encrypt(public_key, values)) == values
+    table = backend.djn_table(public_key)
+    copies = list(backend._wide_tables.values())
+    backend.encrypt(public_key, values)
+    again = list(backend._wide_tables.values())
+    assert len(copies) == len(again) == 1 and again[0][1] is copies[0][1] and copies[0][0] is table
+    k = WideModulus(public_key.nsquare).k
+    assert copies[0][1].shape == (table.windows, 16, k)
+    assert backend.table_nbytes() == table.nbytes + table.windows * 16 * k * 8
+
+
 def test_parallel_kernels_agree_with_pow_on_batches_of_every_padding(ifma_parallel):
     modulus = odd_modulus(2048)
     width = limb_width(modulus)
