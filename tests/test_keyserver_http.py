@@ -185,6 +185,18 @@ def test_a_slow_client_is_cut_off_and_does_not_block_an_honest_request(plain_ser
     _no_traceback(caplog)
 
 
+def test_a_body_that_never_ends_is_cut_off_without_a_traceback(plain_service, caplog):
+    service, tokens = plain_service
+    token = read_token(tokens / token_filename(Party(AGGREGATOR))).encode()
+    head = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
+    with _running(service, read_timeout=1.0) as server, caplog.at_level(logging.INFO):
+        answer, closed = _exchange(server.server_address[1], head + b"Content-Length: 100\r\n\r\nDPHE")
+        assert answer == b"" and closed
+    assert service.rounds_published == 0
+    assert "no whole request within 1 s" in caplog.text
+    _no_traceback(caplog)
+
+
 def test_a_thousand_idle_connections_do_not_block_an_honest_request(plain_service):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 2 * 1000 + 100  # both ends of every connection live in this process

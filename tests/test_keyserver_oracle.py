@@ -32,6 +32,7 @@ from dphe_bench.deploy.keyserver import (
 from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
 from dphe_bench.errors import BackendUnavailableError, ConfigError, DpheError, ProtocolError
 from dphe_bench.learning.config import load_config
+from dphe_bench.learning.pipeline import _present_users
 from dphe_bench.schemes import SCHEMES, get_scheme
 from dphe_bench.schemes.federation import Federation, simulate_round
 from dphe_bench.schemes.messages import Message, MessageKind, decode_message, encode_message
@@ -334,6 +335,15 @@ def test_one_contributor_needs_min_contributors_1_set_explicitly():
     for bad in (0, 3, True, 1.0):
         with pytest.raises(ProtocolError, match="min_contributors"):
             Federation("plain", 3, 2, "python", min_contributors=bad)
+
+
+def test_simulated_dropouts_leave_at_least_min_contributors():
+    rng = np.random.default_rng(5)
+    for min_present in (1, 2, 4):
+        for _ in range(200):
+            present = _present_users(6, 0.9, min_present, rng)
+            assert len(present) >= min_present
+            assert present == sorted(set(present)) and set(present) <= set(range(6))
 
 
 def test_min_contributors_in_the_config():
