@@ -15,7 +15,7 @@ from dphe_bench.learning.pipeline import run_pipeline
 from dphe_bench.learning.trainer import LocalTrainer, ModelSpec
 from dphe_bench.schemes.federation import Federation
 
-from .common import backend_names, fast_backend, make_backend, scheme_names
+from .common import backend_names, fast_backend, make_backend, scheme_names, skip_unless_runnable
 
 USERS = 5
 KEY_BITS = 1024
@@ -32,6 +32,7 @@ class LearningRound:
     timeout = 600
 
     def setup(self, scheme, backend):
+        skip_unless_runnable(scheme)
         crypto = make_backend(backend)
         self.dataset = load_dataset("digits", 0.25, 0)
         self.shards = split_among_users(self.dataset.y_train, USERS, "iid", 0)
@@ -59,6 +60,7 @@ class LearningAccuracy:
     timeout = 600
 
     def track_accuracy(self, scheme, users):
+        skip_unless_runnable(scheme)
         overrides = [
             f"crypto.scheme={scheme}",
             f"crypto.key_bits={KEY_BITS}",

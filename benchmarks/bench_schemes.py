@@ -14,7 +14,17 @@ from asv_runner.benchmarks.mark import SkipNotImplemented
 from dphe_bench.bench.sweep import synthetic_weights
 from dphe_bench.schemes import SCHEMES
 
-from .common import KEY_BITS, SPARSITIES, backend_names, fast_backend, make_backend, make_key_generator, scheme_names
+from .common import (
+    KEY_BITS,
+    SPARSITIES,
+    backend_names,
+    fast_backend,
+    make_backend,
+    make_key_generator,
+    runnable_scheme_names,
+    scheme_names,
+    skip_unless_runnable,
+)
 
 UPDATE_DIMENSION = 64
 UPDATE_MAX_USERS = 5
@@ -24,9 +34,11 @@ ROUND_KEY_BITS = KEY_BITS[:2]  # 3072-bit keys: see PaillierOps and UserUpdate
 
 
 def _skip_redundant(scheme: str, backend: str, key_bits: int) -> None:
-    """An unencrypted scheme uses neither keys nor backend: run it for the first of each only."""
-    if not SCHEMES[scheme].encrypted and (key_bits != KEY_BITS[0] or backend != backend_names()[0]):
-        raise SkipNotImplemented(f"{scheme} does not encrypt: measured once, at the first backend and key size")
+    """A scheme without Paillier (plain, ckks) uses neither keys nor backend: run it for the first of each only;
+    a scheme that cannot run here (ckks without TenSEAL) is skipped, saying how to install it."""
+    skip_unless_runnable(scheme)
+    if not SCHEMES[scheme].paillier and (key_bits != KEY_BITS[0] or backend != backend_names()[0]):
+        raise SkipNotImplemented(f"{scheme} uses no Paillier backend or key: measured once, at the first of each")
 
 
 class UserUpdate:
@@ -39,8 +51,8 @@ class UserUpdate:
     def setup_cache(self):
         backend = fast_backend()
         setups = {}
-        for scheme in scheme_names():
-            for key_bits in KEY_BITS if SCHEMES[scheme].encrypted else KEY_BITS[:1]:
+        for scheme in runnable_scheme_names():
+            for key_bits in KEY_BITS if SCHEMES[scheme].paillier else KEY_BITS[:1]:
                 generator = make_key_generator(scheme, UPDATE_DIMENSION, UPDATE_MAX_USERS, key_bits, backend)
                 setups[scheme, key_bits] = generator.setup().to_users[0]
         return setups
@@ -67,8 +79,8 @@ class RoundAggregation:
     def setup_cache(self):
         backend = fast_backend()
         rounds = {}
-        for scheme in scheme_names():
-            for key_bits in ROUND_KEY_BITS if SCHEMES[scheme].encrypted else ROUND_KEY_BITS[:1]:
+        for scheme in runnable_scheme_names():
+            for key_bits in ROUND_KEY_BITS if SCHEMES[scheme].paillier else ROUND_KEY_BITS[:1]:
                 for users in ROUND_USERS:
                     generator = make_key_generator(scheme, ROUND_DIMENSION, users, key_bits, backend)
                     setup = generator.setup()

@@ -27,6 +27,17 @@ def scheme_names() -> list[str]:
     return list(SCHEMES)
 
 
+def runnable_scheme_names() -> list[str]:
+    """The registered schemes that can run here (``ckks`` needs TenSEAL): those a ``setup_cache`` can build."""
+    return [name for name, scheme in SCHEMES.items() if scheme.unavailable_reason() is None]
+
+
+def skip_unless_runnable(scheme: str) -> None:
+    """Raise SkipNotImplemented, saying how to install what is missing, when ``scheme`` cannot run here."""
+    if reason := SCHEMES[scheme].unavailable_reason():
+        raise SkipNotImplemented(reason)
+
+
 def backend_names(with_baseline: bool = True) -> list[str]:
     """Every registered backend, then the python-paillier baseline."""
     return [*BACKENDS, *([BASELINE_NAME] if with_baseline else [])]

@@ -284,10 +284,10 @@ def _run(args: argparse.Namespace) -> int:
     check_results_destination(config.run.output_dir)
     scheme = SCHEMES[config.crypto.scheme]
     print(f"scheme {scheme.name}: leaks {scheme.leakage}", file=sys.stderr)
-    if scheme.encrypted:
+    if scheme.encrypted and scheme.paillier:
         mode = config.crypto.obfuscation
         print(f"obfuscation {mode}: rests on {OBFUSCATIONS[mode]}", file=sys.stderr)
-    if config.crypto.key_bits == 1024 and scheme.encrypted:
+    if config.crypto.key_bits == 1024 and scheme.encrypted and scheme.paillier:
         print("warning: 1024-bit keys are for benchmarks only", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="1024-bit Paillier keys")

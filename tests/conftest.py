@@ -39,3 +39,13 @@ def small_keypair():
 def backend_name(request):
     """Every backend that can run on this machine."""
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the cases of a registered scheme that cannot run here (``ckks`` without TenSEAL), saying how to install."""
+    from dphe_bench.schemes import SCHEMES
+
+    for item in items:
+        for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+            if isinstance(value, str) and value in SCHEMES and (reason := SCHEMES[value].unavailable_reason()):
+                item.add_marker(pytest.mark.skip(reason=f"scheme {value!r} cannot run here: {reason}"))

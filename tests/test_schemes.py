@@ -16,7 +16,7 @@ from dphe_bench.errors import (
     PermutationError,
     ProtocolError,
 )
-from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes import SCHEMES, ckks, get_scheme
 from dphe_bench.schemes.messages import Message, MessageKind, decode_message, encode_message
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
@@ -25,11 +25,18 @@ UPDATE_FIELDS = {
     "dense": ("user_id", "round", "dimension", "key_id", "ciphertexts"),
     "packed": ("user_id", "round", "dimension", "key_id", "ciphertexts"),
     "dphe": ("user_id", "round", "dimension", "key_id", "indices", "ciphertexts"),
+    "ckks": ("user_id", "round", "dimension", "key_id", "ckks_vectors", "ckks_vector_lengths"),
 }
 
 
 # How far a scheme's decrypted mean may be from the exact one: fixed-point rounding, or packed's quantisation.
-TOLERANCE = {"plain": 1e-12, "dense": 2.0**-32, "dphe": 2.0**-32, "packed": quantization_step(16, 8.0) / 2}
+TOLERANCE = {
+    "plain": 1e-12,
+    "dense": 2.0**-32,
+    "dphe": 2.0**-32,
+    "packed": quantization_step(16, 8.0) / 2,
+    "ckks": ckks.error_bound(8.0, 3),
+}
 
 
 def sparse_vectors(n_users: int, dimension: int, zero_fraction: float, seed: int = 0) -> list[np.ndarray]:

@@ -9,9 +9,14 @@ Schemes and backends come from their registries (``SCHEMES``, ``available_backen
 the default grid without a change here. A scheme or backend is given as ``NAME`` or
 ``NAME:key=value,key=value``: the options go to ``get_backend(NAME, **options)`` for a backend and to
 ``simulate_round(..., scheme=NAME, **options)`` for a scheme (``dphe:precision_bits=24``,
-``packed:quantization_bits=16``). For every encrypted scheme the sweep also runs a
+``packed:quantization_bits=16``). For every Paillier scheme the sweep also runs a
 ``python-paillier`` baseline cell (``dphe_bench.bench.baseline``): the same scheme on the same values with
 python-paillier doing the crypto, the reference for speed-up ratios.
+
+``ckks`` (TenSEAL) does not use the Paillier backend or key size, so its time and bytes do not depend on them: like
+``plain``, it runs once per (users, sparsity) point, with backend ``none`` and key bits 0. The default grid holds
+the schemes that can run here (``ckks`` needs the ``ckks`` extra); naming one that cannot is a SweepError saying
+how to install it.
 """
 
 import csv
@@ -36,7 +41,7 @@ from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, KEY_SIZES
 from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
 from dphe_bench.files import prepare_file, write_text_atomically
-from dphe_bench.schemes import SCHEMES, get_scheme
+from dphe_bench.schemes import SCHEMES, ckks, get_scheme
 from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
 from dphe_bench.schemes.messages import MAX_DIMENSION
@@ -110,7 +115,7 @@ class Component:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the grid; ``backend`` is ``none`` and ``key_bits`` 0 for an unencrypted scheme."""
+    """One point of the grid; ``backend`` is ``none`` and ``key_bits`` 0 for a scheme without Paillier (plain, ckks)."""
 
     dimension: int
     users: int
@@ -138,7 +143,7 @@ class Cell:
 
 
 def _all_schemes() -> tuple[Component, ...]:
-    return tuple(Component(name) for name in SCHEMES)
+    return tuple(Component(name) for name, scheme in SCHEMES.items() if scheme.unavailable_reason() is None)
 
 
 def _available_backends() -> tuple[Component, ...]:
@@ -162,7 +167,7 @@ class SweepGrid:
     seed: int = 0
 
     def cells(self) -> list[Cell]:
-        """Every cell, cheapest key size first; a baseline cell follows each encrypted scheme's cells."""
+        """Every cell, cheapest key size first; a baseline cell follows each Paillier scheme's cells."""
         self.validate()
         cells = []
         baseline = (Component(BASELINE_NAME),) if self.baseline else ()
@@ -176,7 +181,7 @@ class SweepGrid:
                 "scheme": scheme,
                 "seed": self.seed,
             }
-            if get_scheme(scheme.name).encrypted:
+            if get_scheme(scheme.name).paillier:
                 cells += [Cell(key_bits=key_bits, backend=b, **common) for b in self.backends + baseline]
             elif key_bits == self.key_bits[0]:
                 cells.append(Cell(key_bits=0, backend=Component(NO_BACKEND), **common))
@@ -208,6 +213,8 @@ class SweepGrid:
             if scheme.name not in SCHEMES:
                 raise SweepError(unknown_name("scheme", scheme.name, SCHEMES))
             _check_options("scheme", scheme, SCHEMES[scheme.name].options)
+            if reason := SCHEMES[scheme.name].unavailable_reason():
+                raise SweepError(f"scheme {scheme.name!r} cannot run here: {reason}")
             if SCHEMES[scheme.name].encrypted:
                 for bits in self.key_bits:
                     try:
@@ -258,13 +265,18 @@ def packed_error_bound(cell: Cell, max_abs_weight: float) -> float:
     return step / 2.0 + _float_error(cell, max_abs_weight)
 
 
+def ckks_error_bound(cell: Cell, max_abs_weight: float) -> float:
+    """Rounding of the published average to 2**-20, plus CKKS's noise bound (``dphe_bench.schemes.ckks``)."""
+    return ckks.error_bound(max_abs_weight, cell.users) + _float_error(cell, max_abs_weight)
+
+
 def _float_error(cell: Cell, max_abs_weight: float) -> float:
     return (cell.users + 2) * np.finfo(np.float64).eps * max(1.0, max_abs_weight) * cell.users
 
 
 # Error bound of the published mean per scheme name: fn(cell, largest |weight|) -> bound. The hook for a
 # scheme whose rounding differs from the fixed-point codec's; schemes not listed use the fixed-point bound.
-ERROR_BOUNDS: dict[str, Callable[[Cell, float], float]] = {"packed": packed_error_bound}
+ERROR_BOUNDS: dict[str, Callable[[Cell, float], float]] = {"packed": packed_error_bound, "ckks": ckks_error_bound}
 
 
 def synthetic_weights(dimension: int, users: int, sparsity: float, seed: int) -> list[np.ndarray]:
@@ -396,7 +408,7 @@ def _build_backend(component: Component) -> Backend:
     if component.name == BASELINE_NAME:
         return PythonPaillierBaseline()
     if component.name == NO_BACKEND:
-        # Unencrypted schemes never call their backend; any available one satisfies the constructor.
+        # Schemes without Paillier (plain, ckks) never call their backend; any available one satisfies the constructor.
         return get_backend(next(name for name, s in available_backends().items() if s.available))
     return get_backend(component.name, **dict(component.options))
 

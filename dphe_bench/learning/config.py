@@ -10,11 +10,12 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
               dropout (0.0: probability that a user misses a round), min_contributors (2: the key generator
               publishes no round of fewer contributors; a one-user federation needs 1, set explicitly)
 [model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
-[crypto]      scheme ("dphe" | "dense" | "packed" | "plain"), backend (unset: $DPHE_BACKEND, then "gmpy2"),
-              key_bits (2048), precision_bits (32: dense, dphe), quantization_bits (16: packed),
-              quantization_range (8.0: packed, largest |weight|), obfuscation ("standard" | "djn" | "pool"),
-              window_bits (8: djn table), and for the backends that take them (unset: their defaults)
-              inner ("gmpy2"), workers, start_method (multiprocessing), scheduler (dask), threads (numba)
+[crypto]      scheme ("dphe" | "dense" | "packed" | "plain" | "ckks": needs the ckks extra), backend (unset:
+              $DPHE_BACKEND, then "gmpy2"), key_bits (2048: Paillier schemes), precision_bits (32: dense, dphe),
+              quantization_bits (16: packed), quantization_range (8.0: packed, largest |weight|), obfuscation
+              ("standard" | "djn" | "pool"), window_bits (8: djn table), and for the backends that take them
+              (unset: their defaults) inner ("gmpy2"), workers, start_method (multiprocessing), scheduler (dask),
+              threads (numba)
 [run]         seed (0), output_dir ("reports/runs"), compare_plain (true)
 """
 

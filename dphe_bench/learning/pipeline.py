@@ -19,7 +19,7 @@ from dphe_bench.backends import Backend, get_backend, resolve_backend_name
 from dphe_bench.learning.config import Config, backend_options
 from dphe_bench.learning.data import Dataset, dataset_from_config, split_among_users
 from dphe_bench.learning.trainer import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
-from dphe_bench.schemes import get_scheme
+from dphe_bench.schemes import ckks, get_scheme
 from dphe_bench.schemes.federation import PHASES, Federation
 
 
@@ -168,6 +168,10 @@ def _run_federated(
         for party, count in result.bytes_sent.items():
             bytes_sent[party] += count
         ciphertexts_per_round.append(sum(result.ciphertexts.values()))
+        contributed = np.stack([local[uid] for uid in result.contributors])
+        round_error = {"max_abs_error": float(np.max(np.abs(average - contributed.mean(axis=0))))}
+        if scheme == "ckks":
+            round_error["error_bound"] = ckks.error_bound(float(np.max(np.abs(contributed))), len(contributed))
         rounds.append(
             {
                 "round": round_index,
@@ -176,6 +180,7 @@ def _run_federated(
                 "timings_s": {"train": train_seconds, **result.timings},
                 "bytes_sent": result.bytes_sent,
                 "ciphertexts": {str(k): v for k, v in result.ciphertexts.items()},
+                **round_error,
             }
         )
     last_local = list(local.values())

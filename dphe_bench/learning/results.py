@@ -10,7 +10,7 @@ from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.errors import DestinationError
 from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.learning.pipeline import PipelineResult
-from dphe_bench.schemes import SCHEMES
+from dphe_bench.schemes import SCHEMES, ckks
 from dphe_bench.schemes.federation import PHASES
 
 CSV_NAME = "runs.csv"
@@ -86,6 +86,12 @@ def _crypto_description(cfg) -> str:
     scheme = cfg.crypto.scheme
     if scheme == "plain":
         return ""
+    if scheme == "ckks":
+        return (
+            f", CKKS N = {ckks.POLY_MODULUS_DEGREE}, coefficient moduli {'/'.join(map(str, ckks.COEFF_MODULUS_BITS))} "
+            f"bits, scale 2**{ckks.SCALE_BITS} ({ckks.SECURITY_BITS}-bit security; the Paillier key_bits is not used), "
+            f"average rounded to 2**-{ckks.PUBLISH_PRECISION_BITS}"
+        )
     text = f", {cfg.crypto.key_bits}-bit keys"
     if scheme == "packed":
         step = quantization_step(cfg.crypto.quantization_bits, cfg.crypto.quantization_range)

@@ -51,7 +51,7 @@ class Federation:
     Parameters
     ----------
     scheme : str
-        A registered scheme: ``plain``, ``dense``, ``dphe`` or ``packed``.
+        A registered scheme: ``plain``, ``dense``, ``dphe``, ``packed`` or ``ckks``.
     dimension : int
         D, the length of the weight vectors.
     n_users : int
@@ -59,7 +59,7 @@ class Federation:
     backend : Backend or str
         Crypto backend instance or registered name (used by every party).
     key_bits : int
-        Paillier key size (encrypted schemes only).
+        Paillier key size (Paillier schemes only; ``ckks`` has fixed parameters and does not use it).
     min_contributors : int
         The key generator publishes no round with fewer contributors (default 2). A one-user federation
         needs 1, set explicitly: its published average is that user's weights.
@@ -134,7 +134,7 @@ class Federation:
             timings["setup"] = self._pending_setup["seconds"]
             setup_bytes = self._pending_setup["bytes"]
             self._pending_setup = None
-        if self.backend.obfuscation == "pool" and self.scheme.encrypted:
+        if self.backend.obfuscation == "pool" and self.scheme.encrypted and self.scheme.paillier:
             with _timed() as elapsed:
                 for uid in order:
                     user = self.users[uid]

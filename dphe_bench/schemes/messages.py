@@ -59,7 +59,7 @@ class FieldType(IntEnum):
     FLOAT64 = 5
 
 
-SCHEME_CODES = {"plain": 0, "dense": 1, "dphe": 2, "packed": 3}
+SCHEME_CODES = {"plain": 0, "dense": 1, "dphe": 2, "packed": 3, "ckks": 4}
 
 FIELDS: dict[str, tuple[int, FieldType]] = {
     "user_id": (1, FieldType.UINT64),
@@ -79,6 +79,9 @@ FIELDS: dict[str, tuple[int, FieldType]] = {
     "ciphertexts": (15, FieldType.BYTES),
     "quantization_bits": (16, FieldType.UINT64),
     "quantization_range": (17, FieldType.FLOAT64),
+    "ckks_context": (18, FieldType.BYTES),
+    "ckks_vectors": (19, FieldType.BYTES),
+    "ckks_vector_lengths": (20, FieldType.UINT32_ARRAY),
 }
 # Inclusive bounds of the numeric fields (UINT64 and FLOAT64), checked on decoding and encoding.
 MAX_DIMENSION = 2**32 - 1
@@ -96,6 +99,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
 }
 # The largest BYTES field a public key can fill: n of 4096 bits.
 MAX_PUBLIC_KEY_BYTES = 512
+# The largest serialised TenSEAL objects ``ckks`` accepts: a public CKKS context with its public key only (465 KB
+# at N = 8,192; one with Galois keys, 34 MiB, is refused), and one CKKS vector (2 polynomials x 3 moduli x 8,192
+# coefficients x 8 bytes = 384 KiB uncompressed, plus headers).
+MAX_CKKS_CONTEXT_BYTES = 1 << 20
+MAX_CKKS_VECTOR_BYTES = 1 << 19
 _NAMES_BY_TAG = {tag: name for name, (tag, _) in FIELDS.items()}
 _ITEM_SIZE = {FieldType.UINT32_ARRAY: 4, FieldType.FLOAT64_ARRAY: 8}
 
@@ -189,8 +197,8 @@ def decode_message(data: bytes, kind: MessageKind, scheme: str, expected: Collec
 
 
 def _check_bounds(name: str, value: FieldValue, error: type[Exception]) -> None:
-    """Raise ``error`` naming the field if a numeric field lies outside ``BOUNDS`` (NaN included) or the public
-    key is longer than ``MAX_PUBLIC_KEY_BYTES``."""
+    """Raise ``error`` naming the field if a numeric field lies outside ``BOUNDS`` (NaN included), the public
+    key is longer than ``MAX_PUBLIC_KEY_BYTES``, or a TenSEAL object longer than its ``MAX_CKKS_*_BYTES``."""
     if name in BOUNDS:
         low, high = BOUNDS[name]
         if not low <= value <= high:
@@ -198,6 +206,15 @@ def _check_bounds(name: str, value: FieldValue, error: type[Exception]) -> None:
             raise error(f"field {name!r} is {value!r}, outside its bounds [{low:g}, {shown}]")
     if name == "public_key_n" and len(value) > MAX_PUBLIC_KEY_BYTES:
         raise error(f"field 'public_key_n' holds {len(value)} bytes; a public key has at most {MAX_PUBLIC_KEY_BYTES}")
+    if name == "ckks_context" and len(value) > MAX_CKKS_CONTEXT_BYTES:
+        raise error(
+            f"field 'ckks_context' holds {len(value)} bytes; a public CKKS context has at most {MAX_CKKS_CONTEXT_BYTES}"
+        )
+    if name == "ckks_vector_lengths" and value.size and int(value.max()) > MAX_CKKS_VECTOR_BYTES:
+        raise error(
+            f"field 'ckks_vector_lengths' announces a {int(value.max())}-byte CKKS vector; one has at most "
+            f"{MAX_CKKS_VECTOR_BYTES}"
+        )
 
 
 def _encode_payload(name: str, field_type: FieldType, value: FieldValue) -> bytes:
