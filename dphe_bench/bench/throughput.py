@@ -7,6 +7,10 @@ Each configuration is
 checked for correctness (its ciphertexts decrypt to the plaintexts) before it is timed; times are medians
 of ``repeats`` runs; ratios are against python-paillier measured in the same run on the same key. Set-up
 costs (``djn`` table, worker start, ``pool`` precomputation) are reported apart from steady-state speed.
+
+SecretFlow HEU's Paillier variants follow at each key size when sf-heu is installed (``dphe_bench.bench.heu``:
+``heu:ZPaillier``, ``heu:FPaillier``, ``heu:IPCL``, and ``heu:OU``, not Paillier, for reference), on 1 and
+``workers`` threads, each in a fresh process with ``YACL_NUM_THREADS`` set, each checked before it is timed.
 """
 
 import math
@@ -21,6 +25,7 @@ from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backe
 from dphe_bench.backends.base import OBFUSCATIONS
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
 from dphe_bench.backends.numba_backend import NumbaBackend
+from dphe_bench.bench import heu
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey, generate_keypair
 
@@ -118,6 +123,8 @@ def measure(
             row.speedup_vs_python_paillier = row.encrypt_per_s / baseline_rate
             rows.append(row)
             progress(_format_progress(row))
+        if not only or "heu" in only:
+            rows += _heu_rows(bits, workers, seconds, repeats, baseline_rate, progress)
     return rows
 
 
@@ -230,3 +237,31 @@ def format_table(rows: list[ThroughputRow]) -> str:
 def rows_as_dicts(rows: list[ThroughputRow]) -> list[dict]:
     """Rows as plain dicts (for CSV)."""
     return [asdict(row) for row in rows]
+
+
+def _heu_rows(
+    bits: int, workers: int, seconds: float, repeats: int, baseline_rate: float, progress: Callable[[str], None]
+) -> list[ThroughputRow]:
+    """HEU's variants at ``bits`` on 1 and ``workers`` threads; without sf-heu, one progress line on how to install."""
+    if reason := heu.unavailable_reason():
+        progress(f"heu not measured: {reason}")
+        return []
+    rows = []
+    for variant, paillier in heu.VARIANTS.items():
+        for threads in sorted({1, workers}):
+            found = heu.measure(variant, bits, threads, seconds, repeats)
+            row = ThroughputRow(
+                key_bits=bits,
+                implementation=f"heu:{variant}" + ("" if paillier else " (not Paillier, for reference)"),
+                obfuscation="heu",
+                workers=threads,
+                encrypt_per_s=found.encrypt_per_s,
+                speedup_vs_python_paillier=found.encrypt_per_s / baseline_rate,
+                setup_s=found.setup_s,
+                table_mib=math.nan,
+                decrypt_per_s=found.decrypt_per_s,
+                aggregate_per_s=found.aggregate_per_s,
+            )
+            rows.append(row)
+            progress(_format_progress(row))
+    return rows
