@@ -421,6 +421,7 @@ def _throughput(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from dphe_bench.deploy.local import LocalFederation
+    from dphe_bench.deploy.runconfig import check_deployable
     from dphe_bench.deploy.summary import (
         compare_with_simulation,
         deployed_accuracy,
@@ -429,6 +430,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     config = load_config(args.config, args.overrides)
+    check_deployable(config)  # before the run folder is made: a refused config leaves nothing behind
     run_dir = Path(args.run_dir or f"reports/deploy/run-{time.strftime('%Y%m%d-%H%M%S')}")
     prepare_folder(run_dir, "run folder (--run-dir)")
     scheme = SCHEMES[config.crypto.scheme]
