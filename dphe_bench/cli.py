@@ -143,6 +143,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--backend", action="append", metavar="NAME[:k=v,...]", help="backend and its options (repeatable)"
     )
     sweep.add_argument("--no-baseline", action="store_true", help="skip the python-paillier baseline cells")
+    sweep.add_argument(
+        "--heu",
+        action="append",
+        metavar="VARIANT",
+        help="also run dense and packed on SecretFlow HEU's Paillier VARIANT (ZPaillier, FPaillier, IPCL; repeatable)",
+    )
     sweep.add_argument("--seed", type=int, help="seed of the synthetic weights (default 0)")
     sweep.add_argument("--dry-run", action="store_true", help="list the cells still to run, run nothing")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -314,7 +320,7 @@ def _sweep(args: argparse.Namespace) -> int:
     }
     # An axis not given keeps the grid's default; a given value (0 included) is validated by the grid.
     given = {key: value for key, value in axes.items() if value is not None and value != ()}
-    grid = dataclasses.replace(grid, baseline=not args.no_baseline, **given)
+    grid = dataclasses.replace(grid, baseline=not args.no_baseline, heu=tuple(args.heu or ()), **given)
     cells = grid.cells()
     done = read_cell_keys(args.out)
     todo = [cell for cell in cells if cell.key() not in done]
@@ -510,11 +516,12 @@ def _flower_app(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     check_deployable(config)
+    keyserver_url = check_url(args.keyserver_url)
     prepare_folder(args.out, "--out")
     path = write_flower_app(
         Path(args.out),
         config,
-        keyserver_url=check_url(args.keyserver_url),
+        keyserver_url=keyserver_url,
         aggregator_token_file=args.aggregator_token_file,
         aggregator_ca_file=args.aggregator_ca_file,
         round_timeout=args.round_timeout,

@@ -1,9 +1,13 @@
 """The SecretFlow HEU baseline: every variant decrypts correctly before it is timed, thread counts, no sf-heu."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from dphe_bench import get_backend
 from dphe_bench.bench import heu
+from dphe_bench.bench.sweep import Cell, Component, SweepError, SweepGrid, machine_info, run_cell, synthetic_weights
 from dphe_bench.bench.throughput import measure as measure_throughput
 from dphe_bench.errors import BackendUnavailableError
 
@@ -97,3 +101,44 @@ def test_unknown_variants_and_thread_counts_are_refused():
     if heu.unavailable_reason() is None:
         with pytest.raises(ValueError, match="threads must be >= 1"):
             heu.measure("ZPaillier", 1024, threads=0)
+
+
+@needs_heu
+@pytest.mark.parametrize("scheme", heu.ROUND_SCHEMES)
+def test_a_round_on_heu_gives_the_mean_of_our_scheme_within_its_bound(scheme):
+    vectors = synthetic_weights(100, 3, 0.5, seed=1)
+    cell = Cell(100, 3, 0.5, 1024, Component(scheme), Component("heu", (("variant", "FPaillier"),)), seed=1)
+    row = run_cell(cell, get_backend("gmpy2"), machine_info())
+    assert 0 < row["max_abs_error"] <= row["error_bound"]
+    ours = run_cell(
+        Cell(100, 3, 0.5, 1024, Component(scheme), Component("gmpy2"), seed=1), get_backend("gmpy2"), machine_info()
+    )
+    assert row["ciphertexts_per_user"] == ours["ciphertexts_per_user"]
+    found = heu.run_round(vectors, scheme, "FPaillier", 1024)
+    assert np.max(np.abs(found.mean - np.mean(vectors, axis=0))) == row["max_abs_error"]
+
+
+def test_the_sweep_adds_heu_cells_for_dense_and_packed_only(monkeypatch):
+    monkeypatch.setattr(heu, "unavailable_reason", lambda: None)
+    grid = SweepGrid(
+        dimension=30,
+        sparsities=(0.5,),
+        key_bits=(1024, 2048),
+        schemes=(Component("dense"), Component("dphe"), Component("packed")),
+        backends=(Component("gmpy2"),),
+        heu=("ZPaillier",),
+    )
+    cells = [c for c in grid.cells() if c.backend.name == "heu"]
+    assert sorted((c.scheme.name, c.key_bits, c.backend.label) for c in cells) == [
+        (scheme, bits, "heu:variant=ZPaillier") for scheme in ("dense", "packed") for bits in (1024, 2048)
+    ]
+    with pytest.raises(SweepError, match="unknown HEU Paillier variant 'OU'"):
+        dataclasses.replace(grid, heu=("OU",)).cells()
+    monkeypatch.setattr(heu, "unavailable_reason", lambda: "sf-heu is not installed: pip install 'dphe-bench[heu]'")
+    with pytest.raises(SweepError, match=r"HEU baseline cannot run: .*dphe-bench\[heu\]"):
+        grid.cells()
+
+
+def test_dphe_does_not_run_on_heu_arrays_and_says_which_do():
+    with pytest.raises(ValueError, match="these do: dense, packed"):
+        heu.run_round([np.zeros(3)], "dphe")

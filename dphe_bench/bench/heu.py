@@ -28,11 +28,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS, FixedPointCodec
+from dphe_bench.crypto.packing import PackingLayout
 from dphe_bench.errors import BackendUnavailableError, DpheError
+from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZATION_RANGE
 
 INSTALL_HINT = "pip install 'dphe-bench[heu]'"
 # HEU schema name -> whether it is Paillier (OU is measured for reference only).
@@ -98,6 +102,25 @@ class HeuKit:
         """HEU ciphertexts of an int64 array of shape (k,)."""
         return self._encryptor.encrypt(self._kit.array(np.ascontiguousarray(values, dtype=np.int64), self._params))
 
+    def integer_params(self):
+        """HEU's encoder parameters for int64 plaintexts."""
+        return self._params
+
+    def bigint_params(self):
+        """HEU's encoder parameters for Python-int plaintexts (below the key's n)."""
+        from heu import phe
+
+        return phe.BigintEncoderParams()
+
+    def encrypt_encoded(self, plaintexts, params):
+        """HEU ciphertexts of int64 values or Python ints, encoded with ``params``."""
+        return self._encryptor.encrypt(self._kit.array(plaintexts, params))
+
+    def decrypt_encoded(self, ciphertexts, params) -> np.ndarray:
+        """The plaintexts of ``ciphertexts`` as HEU's encoder ``params`` decodes them (int64 or object array)."""
+        encoder = params.instance(self._kit.get_schema())
+        return np.asarray(self._decryptor.decrypt(ciphertexts).to_numpy(encoder)).reshape(-1)
+
     def add(self, a, b):
         """The element-wise homomorphic sum of two ciphertext arrays of equal shape."""
         return self._evaluator.add(a, b)
@@ -125,6 +148,84 @@ class HeuKit:
         if not np.array_equal(sums, halves + halves[::-1]):
             raise HeuError(f"HEU {self.variant}: homomorphic sums do not decrypt to the sums")
         return len(values)
+
+
+@dataclass
+class HeuRound:
+    """One round of a scheme's crypto on HEU: the published mean (float64 (D,)), seconds and bytes.
+
+    ``encrypt_s`` is all users' encryption summed; ``bytes_per_user`` is HEU's serialisation of one user's
+    ciphertexts (its own format, not ours).
+    """
+
+    mean: np.ndarray
+    setup_s: float
+    encrypt_s: float
+    aggregate_s: float
+    decrypt_s: float
+    ciphertexts_per_user: float
+    bytes_per_user: float
+
+
+# Schemes whose crypto runs on HEU arrays: position-by-position sums. DPHE's aggregation adds ciphertexts by
+# (permuted) index, which HEU's numpy API cannot scatter; its cost per ciphertext is dense's.
+ROUND_SCHEMES = ("dense", "packed")
+
+
+def run_round(
+    vectors: Sequence[np.ndarray],
+    scheme: str,
+    variant: str = "ZPaillier",
+    key_bits: int = 2048,
+    precision_bits: int = DEFAULT_PRECISION_BITS,
+    quantization_bits: int = DEFAULT_QUANTIZATION_BITS,
+    quantization_range: float = DEFAULT_QUANTIZATION_RANGE,
+) -> HeuRound:
+    """One round of ``dense`` or ``packed`` with HEU ``variant`` doing the crypto, on the same plaintexts ours encrypt.
+
+    ``dense``: each user's D weights as fixed-point int64 (round(w * 2**precision_bits), as our codec quantises);
+    ``packed``: our ``PackingLayout``'s packed plaintexts for ``key_bits``-bit keys (big integers, HEU's bigint
+    encoder). Users' ciphertexts are added position by position, the sums decrypted and decoded, and the mean
+    returned (float64 (D,)). Raises ValueError for another scheme.
+    """
+    if scheme not in ROUND_SCHEMES:
+        raise ValueError(f"scheme {scheme!r} does not run on HEU arrays; these do: {', '.join(ROUND_SCHEMES)}")
+    users, dimension = len(vectors), len(vectors[0])
+    start = time.perf_counter()
+    kit = HeuKit(variant, key_bits)
+    if scheme == "dense":
+        codec = FixedPointCodec(1 << key_bits, precision_bits, max_summands=users)
+        encode, params = codec.quantize, kit.integer_params()
+    else:
+        layout = PackingLayout(quantization_bits, quantization_range, users, key_bits)
+        encode, params = (lambda w: layout.pack(layout.quantize(w))), kit.bigint_params()
+    setup_s = time.perf_counter() - start
+    encrypt_s, ciphertexts = 0.0, []
+    for weights in vectors:
+        begin = time.perf_counter()
+        ciphertexts.append(kit.encrypt_encoded(encode(weights), params))
+        encrypt_s += time.perf_counter() - begin
+    begin = time.perf_counter()
+    total = ciphertexts[0]
+    for other in ciphertexts[1:]:
+        total = kit.add(total, other)
+    aggregate_s = time.perf_counter() - begin
+    begin = time.perf_counter()
+    sums = kit.decrypt_encoded(total, params)
+    if scheme == "dense":
+        mean = np.asarray(sums, dtype=np.float64) * 2.0**-precision_bits / users
+    else:
+        mean = layout.unpack_sums([int(v) for v in sums], dimension, users) / users
+    decrypt_s = time.perf_counter() - begin
+    return HeuRound(
+        mean=mean,
+        setup_s=setup_s,
+        encrypt_s=encrypt_s,
+        aggregate_s=aggregate_s,
+        decrypt_s=decrypt_s,
+        ciphertexts_per_user=float(ciphertexts[0].size),
+        bytes_per_user=float(kit.serialized_size(ciphertexts[0])),
+    )
 
 
 def measure_here(variant: str, key_bits: int, seconds: float = 1.0, repeats: int = 3) -> HeuMeasurement:

@@ -11,7 +11,10 @@ the default grid without a change here. A scheme or backend is given as ``NAME``
 ``simulate_round(..., scheme=NAME, **options)`` for a scheme (``dphe:precision_bits=24``,
 ``packed:quantization_bits=16``). For every Paillier scheme the sweep also runs a
 ``python-paillier`` baseline cell (``dphe_bench.bench.baseline``): the same scheme on the same values with
-python-paillier doing the crypto, the reference for speed-up ratios.
+python-paillier doing the crypto, the reference for speed-up ratios. With ``heu`` variants given
+(``SweepGrid(heu=("ZPaillier",))``, ``dphe-bench sweep --heu ZPaillier``), ``dense`` and ``packed`` also get a
+SecretFlow HEU cell (backend ``heu:variant=NAME``; ``dphe_bench.bench.heu.run_round``): the same plaintexts
+encrypted, added and decrypted by HEU under its own key of the same size, checked against the same bound.
 
 ``ckks`` (TenSEAL) does not use the Paillier backend or key size, so its time and bytes do not depend on them: like
 ``plain``, it runs once per (users, sparsity) point, with backend ``none`` and key bits 0. The default grid holds
@@ -35,6 +38,7 @@ from tqdm.auto import tqdm
 
 import dphe_bench
 from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
+from dphe_bench.bench import heu
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS
 from dphe_bench.crypto.packing import quantization_step
@@ -49,6 +53,7 @@ from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS, DEFAULT_QUANTIZ
 
 DEFAULT_OUT = Path("reports/runs/sweep.csv")
 NO_BACKEND = "none"
+HEU_NAME = "heu"
 WEIGHT_SCALE = 0.05
 MIN_MAGNITUDE = 1e-6
 
@@ -165,6 +170,7 @@ class SweepGrid:
     backends: tuple[Component, ...] = field(default_factory=_available_backends)
     baseline: bool = True
     seed: int = 0
+    heu: tuple[str, ...] = ()
 
     def cells(self) -> list[Cell]:
         """Every cell, cheapest key size first; a baseline cell follows each Paillier scheme's cells."""
@@ -183,6 +189,8 @@ class SweepGrid:
             }
             if get_scheme(scheme.name).paillier:
                 cells += [Cell(key_bits=key_bits, backend=b, **common) for b in self.backends + baseline]
+                if scheme.name in heu.ROUND_SCHEMES:
+                    cells += [Cell(key_bits=key_bits, backend=_heu_component(v), **common) for v in self.heu]
             elif key_bits == self.key_bits[0]:
                 cells.append(Cell(key_bits=0, backend=Component(NO_BACKEND), **common))
         return cells
@@ -228,6 +236,11 @@ class SweepGrid:
             if not statuses[backend.name].available:
                 raise SweepError(f"backend {backend.name!r} is not available here: {statuses[backend.name].reason}")
             _check_options("backend", backend, BACKENDS[backend.name].option_names())
+        for variant in self.heu:
+            if variant not in heu.PAILLIER_VARIANTS:
+                raise SweepError(unknown_name("HEU Paillier variant", variant, heu.PAILLIER_VARIANTS))
+            if reason := heu.unavailable_reason():
+                raise SweepError(f"the HEU baseline cannot run: {reason}")
         if self.baseline and (reason := PythonPaillierBaseline.unavailable_reason()):
             raise SweepError(f"the {BASELINE_NAME} baseline cannot run: {reason}; or pass --no-baseline")
 
@@ -238,6 +251,10 @@ def _check_options(kind: str, component: Component, accepted: Iterable[str]) -> 
     for key, _ in component.options:
         if key not in accepted:
             raise SweepError(f"{kind} {component.name!r}: {unknown_name('option', key, accepted)}")
+
+
+def _heu_component(variant: str) -> Component:
+    return Component(HEU_NAME, (("variant", variant),))
 
 
 def quick_grid(**overrides: object) -> SweepGrid:
@@ -311,16 +328,19 @@ def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dic
     a wrong result is never recorded as a timing.
     """
     vectors = synthetic_weights(cell.dimension, cell.users, cell.sparsity, cell.seed)
-    result = simulate_round(
-        vectors,
-        scheme=cell.scheme.name,
-        backend=backend,
-        key_bits=cell.key_bits or DEFAULT_KEY_BITS,
-        # A one-user cell measures cost only; its "average" is that user's weights, so the key generator must be
-        # told explicitly to publish a round of one contributor.
-        min_contributors=1 if cell.users == 1 else DEFAULT_MIN_CONTRIBUTORS,
-        **dict(cell.scheme.options),
-    )
+    if cell.backend.name == HEU_NAME:
+        result = _heu_round(cell, vectors)
+    else:
+        result = simulate_round(
+            vectors,
+            scheme=cell.scheme.name,
+            backend=backend,
+            key_bits=cell.key_bits or DEFAULT_KEY_BITS,
+            # A one-user cell measures cost only; its "average" is that user's weights, so the key generator must be
+            # told explicitly to publish a round of one contributor.
+            min_contributors=1 if cell.users == 1 else DEFAULT_MIN_CONTRIBUTORS,
+            **dict(cell.scheme.options),
+        )
     stacked = np.stack(vectors)
     max_abs_weight = float(np.max(np.abs(stacked)))
     error = float(np.max(np.abs(result.mean - stacked.mean(axis=0))))
@@ -328,6 +348,30 @@ def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dic
     if not error <= bound:
         raise SweepError(f"cell {cell}: the decrypted mean is off by {error:.3g}, more than the bound {bound:.3g}")
     return _row(cell, result, stacked, error, bound, machine)
+
+
+def _heu_round(cell: Cell, vectors: list[np.ndarray]) -> RoundResult:
+    """A dense or packed round with HEU doing the crypto, as a RoundResult (HEU's own bytes; no setup messages)."""
+    found = heu.run_round(
+        vectors, cell.scheme.name, key_bits=cell.key_bits, **dict(cell.backend.options), **dict(cell.scheme.options)
+    )
+    users = cell.users
+    return RoundResult(
+        mean=found.mean,
+        timings={
+            **dict.fromkeys(PHASES, 0.0),
+            "setup": found.setup_s,
+            "encrypt": found.encrypt_s,
+            "aggregate": found.aggregate_s,
+            "decrypt": found.decrypt_s,
+        },
+        bytes_sent={
+            "key_generator": 0,
+            "users": round(found.bytes_per_user * users),
+            "aggregator": round(found.bytes_per_user),
+        },
+        ciphertexts={uid: round(found.ciphertexts_per_user) for uid in range(users)},
+    )
 
 
 def _row(
@@ -407,6 +451,9 @@ def _backends_of(cells: Iterable[Cell]) -> dict[str, Component]:
 def _build_backend(component: Component) -> Backend:
     if component.name == BASELINE_NAME:
         return PythonPaillierBaseline()
+    if component.name == HEU_NAME:
+        # HEU cells make their own HEU keys (run_round); the cell never calls this backend.
+        return get_backend(next(name for name, s in available_backends().items() if s.available))
     if component.name == NO_BACKEND:
         # Schemes without Paillier (plain, ckks) never call their backend; any available one satisfies the constructor.
         return get_backend(next(name for name, s in available_backends().items() if s.available))
