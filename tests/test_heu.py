@@ -142,3 +142,39 @@ def test_the_sweep_adds_heu_cells_for_dense_and_packed_only(monkeypatch):
 def test_dphe_does_not_run_on_heu_arrays_and_says_which_do():
     with pytest.raises(ValueError, match="these do: dense, packed"):
         heu.run_round([np.zeros(3)], "dphe")
+
+
+def test_the_report_gives_each_cell_its_speed_up_over_the_fastest_heu_cell_on_the_same_values():
+    pd = pytest.importorskip("pandas")
+    from dphe_bench.bench.report import speedup_summary, speedup_table
+
+    cells = [  # (sparsity, backend_name, backend, encrypt_s)
+        (0.5, "gmpy2", "gmpy2", 2.0),
+        (0.5, "python-paillier", "python-paillier", 20.0),
+        (0.5, "heu", "heu:variant=ZPaillier", 3.0),
+        (0.5, "heu", "heu:variant=IPCL", 12.0),
+        (0.9, "gmpy2", "gmpy2", 1.0),
+        (0.9, "python-paillier", "python-paillier", 8.0),
+    ]
+    sweep = pd.DataFrame(
+        [
+            {
+                "dimension": 100,
+                "users": 2,
+                "sparsity": s,
+                "key_bits": 2048,
+                "scheme": "dense",
+                "seed": 0,
+                "backend_name": name,
+                "backend": label,
+                "encrypt_s": seconds,
+            }
+            for s, name, label, seconds in cells
+        ]
+    )
+    table = speedup_table(sweep)
+    assert list(table["backend"]) == ["gmpy2", "gmpy2"]
+    assert table["speedup"].tolist() == [10.0, 8.0]
+    assert table["vs_heu"].iloc[0] == 1.5 and np.isnan(table["vs_heu"].iloc[1])
+    summary = speedup_summary(table)
+    assert summary["vs HEU (geometric mean)"].tolist() == [1.5]

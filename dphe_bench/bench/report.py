@@ -14,7 +14,7 @@ import pandas as pd
 
 from dphe_bench.bench import report_figures
 from dphe_bench.bench.report_data import ReportInputError, ResultTables, load_results
-from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT
+from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT, HEU_NAME
 from dphe_bench.errors import plain_list
 from dphe_bench.files import prepare_folder, write_atomically, write_text_atomically
 from dphe_bench.schemes import SCHEMES
@@ -111,31 +111,44 @@ def scheme_cost_table(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 def speedup_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Encryption speed-up of every backend over the python-paillier cell with the same values.
+    """Encryption speed-up of every backend over the python-paillier cell with the same values, and over the
+    fastest SecretFlow HEU cell with the same values (``dphe-bench sweep --heu VARIANT``).
 
-    Returns columns dimension, users, sparsity, key_bits, scheme, backend, encrypt_s, baseline_encrypt_s
-    and speedup (baseline_encrypt_s / encrypt_s). Cells without a baseline partner are left out.
+    Returns columns dimension, users, sparsity, key_bits, scheme, backend, encrypt_s, baseline_encrypt_s,
+    speedup (baseline_encrypt_s / encrypt_s), heu_encrypt_s and vs_heu (heu_encrypt_s / encrypt_s; NaN where no
+    HEU cell ran). Cells without a python-paillier partner are left out; HEU cells are baselines, not rows.
     """
     keys = ["dimension", "users", "sparsity", "key_bits", "scheme", "seed"]
     encrypted = sweep[(sweep["key_bits"] > 0) & (sweep["encrypt_s"] > 0)]
     baseline = encrypted[encrypted["backend_name"] == BASELINE_NAME][[*keys, "encrypt_s"]]
-    ours = encrypted[encrypted["backend_name"] != BASELINE_NAME][[*keys, "backend", "encrypt_s"]]
+    fastest_heu = (
+        encrypted[encrypted["backend_name"] == HEU_NAME]
+        .groupby(keys, as_index=False)["encrypt_s"]
+        .min()
+        .rename(columns={"encrypt_s": "heu_encrypt_s"})
+    )
+    ours = encrypted[~encrypted["backend_name"].isin([BASELINE_NAME, HEU_NAME])][[*keys, "backend", "encrypt_s"]]
     merged = ours.merge(baseline, on=keys, suffixes=("", "_baseline")).rename(
         columns={"encrypt_s_baseline": "baseline_encrypt_s"}
     )
     merged["speedup"] = merged["baseline_encrypt_s"] / merged["encrypt_s"]
+    merged = merged.merge(fastest_heu, on=keys, how="left")
+    merged["vs_heu"] = merged["heu_encrypt_s"] / merged["encrypt_s"]
     return merged.drop(columns="seed").sort_values([*keys[:-1], "backend"]).reset_index(drop=True)
 
 
 def speedup_summary(speedups: pd.DataFrame) -> pd.DataFrame:
-    """Geometric mean, minimum and maximum speed-up per backend and key size, with the number of cells."""
-    grouped = speedups.assign(log=np.log(speedups["speedup"])).groupby(["backend", "key_bits"])
+    """Geometric mean, minimum and maximum speed-up per backend and key size, with the number of cells, and the
+    geometric mean over the fastest HEU Paillier of the cells that have one (``vs HEU``; NaN where none does)."""
+    logs = speedups.assign(log=np.log(speedups["speedup"]), log_heu=np.log(speedups["vs_heu"]))
+    grouped = logs.groupby(["backend", "key_bits"])
     return pd.DataFrame(
         {
             "speed-up (geometric mean)": np.exp(grouped["log"].mean()),
             "min": grouped["speedup"].min(),
             "max": grouped["speedup"].max(),
             "cells": grouped.size(),
+            "vs HEU (geometric mean)": np.exp(grouped["log_heu"].mean()),
         }
     ).reset_index()
 
@@ -358,7 +371,9 @@ def _sweep_sections(results: ResultTables, out_dir: Path, written: WrittenReport
         summary = speedup_summary(speedups)
         sections.append(
             "## Speed-up over python-paillier\n\nEncryption time of python-paillier divided by ours on the same "
-            "values in the same sweep (`speedup` > 1: ours is faster).\n\n" + markdown_table(summary)
+            "values in the same sweep (`speedup` > 1: ours is faster). `vs HEU`: the same against the fastest "
+            "SecretFlow HEU Paillier cell on the same values (dense and packed; blank without "
+            "`dphe-bench sweep --heu ZPaillier`).\n\n" + markdown_table(summary)
         )
         written.tables.append(_save_table(speedups, out_dir, "speedup"))
     sections.append(_figures_section(figures, out_dir, written))
@@ -406,7 +421,7 @@ def _header(results: ResultTables) -> str:
                 f"(median {load.median():.1f}); above the CPU count, other work shared the cores and times are longer."
             )
         lines.append(
-            f"{len(sweep)} sweep cells; {int(sweep['baseline'].sum())} of them {BASELINE_NAME} baseline cells. "
+            f"{len(sweep)} sweep cells; {int(sweep['baseline'].sum())} of them baseline cells ({BASELINE_NAME}, HEU). "
             "Every cell's decrypted mean was checked against numpy's mean before its time was recorded."
         )
     if not results.runs.empty:

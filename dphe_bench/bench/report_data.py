@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dphe_bench.bench.sweep import BASELINE_NAME, SWEEP_COLUMNS, is_sweep_header
+from dphe_bench.bench.sweep import BASELINE_NAME, HEU_NAME, SWEEP_COLUMNS, is_sweep_header
 from dphe_bench.errors import DpheError
 
 RUN_CSV_REQUIRED = ("dataset", "users", "scheme", "backend", "key_bits", "accuracy_scheme", "user_sparsity_mean")
@@ -128,7 +128,7 @@ def tidy_sweep(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate sweep tables, drop repeated cells (the last measurement wins) and add derived columns.
 
     Derived: ``encrypt_per_ciphertext_s`` and ``decrypt_per_ciphertext_s`` (decryption per ciphertext of
-    the aggregate), ``baseline`` (True for python-paillier rows).
+    the aggregate), ``baseline`` (True for python-paillier and HEU rows).
     """
     if not frames:
         return pd.DataFrame(columns=[*SWEEP_COLUMNS, "encrypt_per_ciphertext_s", "baseline"])
@@ -138,7 +138,7 @@ def tidy_sweep(frames: list[pd.DataFrame]) -> pd.DataFrame:
     ciphertexts = sweep["ciphertexts"].where(sweep["ciphertexts"] > 0)
     return sweep.assign(
         encrypt_per_ciphertext_s=sweep["encrypt_s"] / ciphertexts,
-        baseline=sweep["backend_name"] == BASELINE_NAME,
+        baseline=sweep["backend_name"].isin([BASELINE_NAME, HEU_NAME]),
     )
 
 
