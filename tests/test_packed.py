@@ -126,7 +126,10 @@ def test_simulate_round_matches_the_mean_within_the_quantisation_bound(backend, 
 
 def test_extremes_and_negatives_round_trip_for_every_number_of_users_up_to_n_max():
     n_max = 4
-    federation = Federation("packed", 5, n_max, "gmpy2", key_bits=1024, quantization_bits=16, quantization_range=2.0)
+    # Rounds of 1 to n_max users: one user's round needs min_contributors=1, set on purpose.
+    federation = Federation(
+        "packed", 5, n_max, "gmpy2", key_bits=1024, min_contributors=1, quantization_bits=16, quantization_range=2.0
+    )
     step = quantization_step(16, 2.0)
     extremes = np.array([-2.0, 2.0, 0.0, -step, 1.5])
     for users in range(1, n_max + 1):

@@ -122,7 +122,8 @@ def test_rounds_reuse_the_setup_and_track_round_numbers():
 
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 def test_a_user_that_drops_out_is_left_out_of_the_average(scheme):
-    federation = Federation(scheme, 3, 3, "python", key_bits=1024)
+    # The second round has one contributor: allowed only when min_contributors=1 is set on purpose.
+    federation = Federation(scheme, 3, 3, "python", key_bits=1024, min_contributors=1)
     result = federation.run_round({0: np.array([1.0, 2.0, 0.0]), 2: np.array([3.0, 0.0, 0.0])})
     assert result.contributors == [0, 2]
     assert np.allclose(result.mean, [2.0, 1.0, 0.0], rtol=0, atol=TOLERANCE[scheme])
@@ -167,7 +168,7 @@ class TestWhatTheAggregatorNeverSees:
             assert not (isinstance(value, np.ndarray) and value.shape == shared.shape and np.array_equal(value, shared))
 
     def test_indices_are_sent_in_permuted_order(self):
-        federation = Federation("dphe", 1000, 1, "gmpy2", key_bits=1024)
+        federation = Federation("dphe", 1000, 1, "gmpy2", key_bits=1024, min_contributors=1)
         update = federation.users[0].submit(np.arange(1000, dtype=float) % 7, 0)
         indices = decode_message(update, MessageKind.UPDATE, "dphe", UPDATE_FIELDS["dphe"])["indices"]
         assert np.all(np.diff(indices.astype(np.int64)) > 0)
@@ -280,7 +281,7 @@ class TestAggregatorRefusals:
 
 class TestKeyGeneratorAndUserRefusals:
     def test_stale_or_replayed_aggregate_is_refused(self):
-        federation = Federation("dphe", 3, 1, "python", key_bits=1024)
+        federation = Federation("dphe", 3, 1, "python", key_bits=1024, min_contributors=1)
         federation.aggregator.receive(federation.users[0].submit(np.ones(3), 0))
         aggregate = federation.aggregator.finish()
         federation.key_generator.publish(aggregate)
@@ -288,7 +289,7 @@ class TestKeyGeneratorAndUserRefusals:
             federation.key_generator.publish(aggregate)
 
     def test_aggregate_claiming_too_many_contributors_is_refused(self):
-        federation = Federation("dense", 2, 1, "python", key_bits=1024)
+        federation = Federation("dense", 2, 1, "python", key_bits=1024, min_contributors=1)
         federation.aggregator.receive(federation.users[0].submit(np.ones(2), 0))
         message = decode_message(
             federation.aggregator.finish(),
@@ -301,19 +302,19 @@ class TestKeyGeneratorAndUserRefusals:
             federation.key_generator.publish(forged)
 
     def test_weights_of_the_wrong_length_are_refused(self):
-        federation = Federation("dphe", 5, 1, "python", key_bits=1024)
+        federation = Federation("dphe", 5, 1, "python", key_bits=1024, min_contributors=1)
         with pytest.raises(ProtocolError, match=r"shape \(5,\)"):
             federation.users[0].submit(np.ones(4), 0)
 
     def test_weights_too_large_to_encode_are_refused(self):
-        federation = Federation("dphe", 2, 1, "python", key_bits=1024)
+        federation = Federation("dphe", 2, 1, "python", key_bits=1024, min_contributors=1)
         with pytest.raises(EncodingOverflowError):
             federation.users[0].submit(np.array([1e30, 0.0]), 0)
         with pytest.raises(EncodingOverflowError, match="not finite"):
             federation.users[0].submit(np.array([np.inf, 0.0]), 0)
 
     def test_user_setup_with_a_broken_permutation_is_refused(self):
-        federation = Federation("dphe", 6, 1, "python", key_bits=1024)
+        federation = Federation("dphe", 6, 1, "python", key_bits=1024, min_contributors=1)
         setup = federation.key_generator.setup().to_users[0]
         fields = (
             "user_id",
@@ -347,4 +348,4 @@ class TestKeyGeneratorAndUserRefusals:
 def test_no_key_warning_leaks_out_of_the_default_key_size():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Federation("dense", 1, 1, "gmpy2", key_bits=2048)
+        Federation("dense", 1, 1, "gmpy2", key_bits=2048, min_contributors=1)

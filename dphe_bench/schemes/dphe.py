@@ -10,7 +10,9 @@ and divides by the number of contributors.
 Leakage: the aggregator learns each user's number of non-zeros nnz_i and how the users' supports
 overlap, up to the unknown permutation P; the key generator learns the sum (the model). A user
 colluding with the aggregator knows P and every P_i, so together they read every other user's
-support (which weights are non-zero), though not the values. Cost: nnz_i encryptions per user.
+support (which weights are non-zero); and an aggregator that reports a subset of users (which no
+single-aggregator scheme can stop) makes the published average reveal the values of that subset:
+``min_contributors`` (default 2) refuses rounds of fewer users. Cost: nnz_i encryptions per user.
 """
 
 import numpy as np
