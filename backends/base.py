@@ -65,7 +65,7 @@ class Backend(ABC):
                 f"backend {self.name!r} takes no option(s) {plain_list(sorted(options))}; "
                 f"its options: {plain_list(self.option_names())}"
             )
-        if obfuscation not in OBFUSCATIONS:
+        if not isinstance(obfuscation, str) or obfuscation not in OBFUSCATIONS:
             raise ValueError(unknown_name("obfuscation", obfuscation, OBFUSCATIONS))
         self.obfuscation = obfuscation
         self.window_bits = check_window_bits(window_bits)
@@ -194,7 +194,7 @@ class Backend(ABC):
                 f"the obfuscator pool for key {public_key.key_id:016x} holds {available}, encrypting needs {count}: "
                 f"call precompute(public_key, {count - available}) first"
             )
-        pool = self._pools[public_key.n]
+        pool = self._pools.get(public_key.n, np.empty((0, limb_width(public_key.nsquare)), dtype=np.uint32))
         self._pools[public_key.n] = pool[count:]
         return pool[:count]
 

@@ -17,6 +17,7 @@ import numpy as np
 from dphe_bench.backends.base import Backend
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey
+from dphe_bench.errors import plain_list
 
 # Smallest chunk per operation for a ~1 ms task overhead: a 2048-bit r^n costs ~9 ms, a CRT decryption
 # ~3 ms, a djn table walk ~0.6 ms, a mulmod mod n^2 ~4 us.
@@ -61,7 +62,7 @@ class ChunkedBackend(Backend):
         serial = [name for name, cls in BACKENDS.items() if not (issubclass(cls, ChunkedBackend) or cls.threaded)]
         if inner not in serial:
             raise ValueError(
-                f"inner backend must be a single-threaded serial backend, one of {serial}; got {inner!r} "
+                f"inner backend must be a single-threaded serial backend, one of {plain_list(serial)}; got {inner!r} "
                 "(a threaded backend such as numba parallelises itself: use it directly)"
             )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 from dphe_bench.backends.chunked import ChunkedBackend
+from dphe_bench.errors import unknown_name
 
 START_METHODS = ("fork", "forkserver", "spawn")
 
@@ -40,9 +41,8 @@ class MultiprocessingBackend(ChunkedBackend):
         if start_method is None:
             start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         if start_method not in START_METHODS or start_method not in multiprocessing.get_all_start_methods():
-            raise ValueError(
-                f"start_method must be one of {multiprocessing.get_all_start_methods()}, got {start_method!r}"
-            )
+            valid = [method for method in multiprocessing.get_all_start_methods() if method in START_METHODS]
+            raise ValueError(unknown_name("start_method", start_method, valid))
         super().__init__(inner=inner, workers=(os.cpu_count() or 1) if workers is None else workers, **options)
         self.start_method = start_method
         self._executor: ProcessPoolExecutor | None = None

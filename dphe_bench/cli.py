@@ -18,11 +18,8 @@ from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
 from dphe_bench.backends.fixed_base import MAX_WINDOW_BITS, MIN_WINDOW_BITS
 from dphe_bench.bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
 from dphe_bench.crypto.paillier import KEY_SIZES, generate_keypair
-from dphe_bench.errors import DestinationError, DpheError, plain_list
+from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
 from dphe_bench.files import prepare_file, prepare_folder, write_text_atomically
-from dphe_bench.learning.config import load_config
-from dphe_bench.learning.pipeline import run_pipeline
-from dphe_bench.learning.results import check_results_destination, format_summary, write_run_results
 from dphe_bench.schemes import SCHEMES
 from dphe_bench.schemes.messages import MAX_DIMENSION
 
@@ -51,12 +48,20 @@ KEPT_ON_INTERRUPT = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-line errors: ``dphe-bench: error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"dphe-bench: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dphe-bench`` console script; returns the exit status (2 for a user's mistake,
-    130 after Ctrl-C)."""
+    130 after Ctrl-C). The learning pipeline and its libraries are imported by the commands that need them."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace(command=None)
     try:
+        args = parser.parse_args(argv)
         return args.handler(args)
     except (DpheError, ValueError) as exc:
         print(f"dphe-bench: error: {exc}", file=sys.stderr)
@@ -68,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        kept = KEPT_ON_INTERRUPT[args.command].format(out=getattr(args, "out", None))
-        print(f"\ndphe-bench: {args.command} interrupted; {kept}", file=sys.stderr)
+        if args.command is None:
+            print("\ndphe-bench: interrupted while starting; nothing was done", file=sys.stderr)
+        else:
+            kept = KEPT_ON_INTERRUPT[args.command].format(out=getattr(args, "out", None))
+            print(f"\ndphe-bench: {args.command} interrupted; {kept}", file=sys.stderr)
         return 130
 
 
@@ -102,7 +110,7 @@ def _key_size(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dphe-bench", description=DESCRIPTION)
+    parser = _Parser(prog="dphe-bench", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {dphe_bench.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -288,9 +296,19 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dphe_bench.backends import resolve_backend_name
+    from dphe_bench.learning.config import load_config
+    from dphe_bench.learning.pipeline import run_pipeline
+    from dphe_bench.learning.results import check_results_destination, format_summary, write_run_results
+
     config = load_config(args.config, args.overrides)
     check_results_destination(config.run.output_dir)
     scheme = SCHEMES[config.crypto.scheme]
+    if scheme.encrypted and scheme.paillier:
+        backend_name = resolve_backend_name(args.backend, config.crypto.backend)
+        status = available_backends().get(backend_name)
+        if status is not None and not status.available:
+            raise DpheError(f"backend {backend_name!r} is not available here: {status.reason}")
     print(f"scheme {scheme.name}: leaks {scheme.leakage}", file=sys.stderr)
     if scheme.encrypted and scheme.paillier:
         mode = config.crypto.obfuscation
@@ -322,6 +340,7 @@ def _sweep(args: argparse.Namespace) -> int:
     given = {key: value for key, value in axes.items() if value is not None and value != ()}
     grid = dataclasses.replace(grid, baseline=not args.no_baseline, heu=tuple(args.heu or ()), **given)
     cells = grid.cells()
+    prepare_file(args.out, "sweep results file (--out)")
     done = read_cell_keys(args.out)
     todo = [cell for cell in cells if cell.key() not in done]
     print(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already in {args.out}, {len(todo)} to run")
@@ -347,7 +366,7 @@ def _report(args: argparse.Namespace) -> int:
         ) from exc
 
     inputs = [Path(p) for p in args.results] or default_inputs()
-    written = write_report(inputs, Path(args.out))
+    written = write_report(inputs, args.out)
     print(f"report: {written.markdown}")
     for path in written.figures:
         print(f"  figure {path}")
@@ -396,10 +415,17 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _throughput(args: argparse.Namespace) -> int:
+    from dphe_bench.backends import BACKENDS
+    from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
     from dphe_bench.bench.throughput import format_table, measure, rows_as_dicts
 
-    if args.out:
-        prepare_file(Path(args.out), "--out")
+    for name in args.backend or ():
+        if name not in (*BACKENDS, "heu"):
+            raise DpheError(unknown_name("backend", name, (*BACKENDS, "heu")))
+    if reason := PythonPaillierBaseline.unavailable_reason():
+        raise DpheError(f"throughput measures every row against {BASELINE_NAME}, which cannot run: {reason}")
+    if args.out is not None:
+        prepare_file(args.out, "--out")
     rows = measure(
         key_bits=tuple(args.key_bits or (2048, 3072)),
         workers=args.workers,
@@ -410,7 +436,7 @@ def _throughput(args: argparse.Namespace) -> int:
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_table(rows))
-    if args.out:
+    if args.out is not None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows_as_dicts(rows)[0]), lineterminator="\n")
         writer.writeheader()
@@ -434,6 +460,7 @@ def _serve(args: argparse.Namespace) -> int:
         format_deployment,
         write_deployment_record,
     )
+    from dphe_bench.learning.config import load_config
 
     config = load_config(args.config, args.overrides)
     check_deployable(config)  # before the run folder is made: a refused config leaves nothing behind
@@ -464,7 +491,7 @@ def _keyserver(args: argparse.Namespace) -> int:
 
     from dphe_bench.backends import resolve_backend_name
     from dphe_bench.deploy.keyserver import KeyService, check_transport, key_generator_from_config
-    from dphe_bench.learning.config import backend_options
+    from dphe_bench.learning.config import backend_options, load_config
 
     check_transport(args.host, args.tls_cert, args.tls_key, args.insecure_local_test)
     try:
@@ -474,7 +501,11 @@ def _keyserver(args: argparse.Namespace) -> int:
             f"the key server needs uvicorn and starlette ({exc}): pip install 'dphe-bench[flower]'"
         ) from None
     config = load_config(args.config, args.overrides)
-    # Bind first: an address that cannot be served fails before any key or token is made.
+    # The folders first, then the bind: a destination or an address that cannot be used fails before any key
+    # or token is made.
+    prepare_folder(args.tokens_dir, "tokens folder (--tokens-dir)")
+    if args.out:
+        prepare_folder(args.out, "averages folder (--out)")
     try:
         listener = bind_listener(args.host, args.port)
     except OSError as exc:
@@ -513,10 +544,13 @@ def _flower_app(args: argparse.Namespace) -> int:
     from dphe_bench.deploy.flower_app import write_flower_app
     from dphe_bench.deploy.keyclient import check_url
     from dphe_bench.deploy.runconfig import check_deployable
+    from dphe_bench.learning.config import load_config
 
     config = load_config(args.config, args.overrides)
     check_deployable(config)
     keyserver_url = check_url(args.keyserver_url)
+    if not args.aggregator_token_file.strip():
+        raise DpheError("--aggregator-token-file is empty: name the aggregator.token file on the aggregator's machine")
     prepare_folder(args.out, "--out")
     path = write_flower_app(
         Path(args.out),

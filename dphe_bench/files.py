@@ -14,9 +14,10 @@ def prepare_folder(path: str | Path, what: str) -> Path:
     """Create folder ``path`` (with its parents) and check that a file can be written in it.
 
     Call it before long work. ``what`` names the destination for people (``run.output_dir``, ``--out``).
-    Raises DestinationError naming ``what`` and the path when the folder cannot be made or written.
+    Raises DestinationError naming ``what`` and the path when the path is empty or the folder cannot be made
+    or written.
     """
-    path = Path(path)
+    path = _non_empty(path, what)
     reason = _unwritable_folder(path)
     if reason:
         raise DestinationError(f"{what} {path} cannot be written: {reason}")
@@ -26,36 +27,53 @@ def prepare_folder(path: str | Path, what: str) -> Path:
 def prepare_file(path: str | Path, what: str) -> Path:
     """Check that file ``path`` can be (re)written atomically: its folder is made and writable, and the path is
     not a folder. Raises DestinationError naming ``what`` and the path."""
-    path = Path(path)
+    path = _non_empty(path, what)
     if path.is_dir():
         raise DestinationError(f"{what} {path} is a folder, not a file")
     reason = _unwritable_folder(path.parent)
     if reason:
-        raise DestinationError(f"{what} {path} cannot be written: its folder {path.parent}: {reason}")
+        raise DestinationError(f"{what} {path} cannot be written: {reason}")
     return path
+
+
+def _non_empty(path: str | Path, what: str) -> Path:
+    if not str(path).strip():
+        raise DestinationError(f"{what} is empty: name a path")
+    return Path(path)
 
 
 def _unwritable_folder(path: Path) -> str | None:
     """None if ``path`` exists (made now if missing) and takes a new file, else the reason it does not."""
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return f"{ancestor} is a file, not a folder"
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"the folder {path} cannot be made ({exc.strerror or exc})"
+    try:
         handle, probe = tempfile.mkstemp(dir=path, prefix=".write-probe-")
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"no file can be created in {path} ({exc.strerror or exc})"
     return None
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
     """Create ``path`` by calling ``write(binary_file)`` on a temporary file in the same folder, then renaming it.
 
-    The folder is created when missing. On any error the temporary file is removed and ``path`` is untouched.
+    The file gets permission bits ``mode`` (default: 0666 less the process umask, as ``open`` would give; secrets
+    pass 0o600). The folder is created when missing. On any error the temporary file is removed and ``path`` is
+    untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, _default_mode() if mode is None else mode)
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -66,6 +84,13 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+def write_text_atomically(path: Path, text: str, mode: int | None = None) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, with permission bits as in ``write_atomically``."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")), mode)
+
+
+def _default_mode() -> int:
+    """0666 less the process umask (reading the umask means setting it: it is put back at once)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask

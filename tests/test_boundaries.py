@@ -487,7 +487,7 @@ def test_a_zero_dimension_is_refused_not_taken_as_unset(tmp_path):
 @pytest.mark.parametrize(
     ("axis", "value", "message"),
     [
-        ("--users", "0", "users must be >= 1, got 0"),
+        ("--users", "0", "users must be in [1, 10000], got 0"),
         ("--sparsity", "1", "sparsity must be in [0, 1), got 1.0"),
         ("--key-bits", "1000", "key bits must be one of 1024, 2048, 3072, 4096, got 1000"),
         ("--seed", "-1", "seed must be in [0, 2**32), got -1"),
@@ -590,11 +590,12 @@ def test_ctrl_c_during_a_sweep_is_one_line_exit_130_and_keeps_finished_cells(tmp
 def test_ctrl_c_in_every_long_command_says_what_was_kept(monkeypatch, tmp_path, command):
     import dphe_bench.bench.throughput
     import dphe_bench.cli
+    import dphe_bench.learning.pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dphe_bench.cli, "run_pipeline", interrupted)
+    monkeypatch.setattr(dphe_bench.learning.pipeline, "run_pipeline", interrupted)
     monkeypatch.setattr(dphe_bench.cli, "run_sweep", interrupted)
     monkeypatch.setattr(dphe_bench.bench.throughput, "measure", interrupted)
     argv = {
@@ -620,7 +621,10 @@ def test_ctrl_c_in_every_long_command_says_what_was_kept(monkeypatch, tmp_path, 
     [
         (["run", "--set", "run.output_dir=/proc/x"], "run.output_dir /proc/x/runs.csv cannot be written"),
         (["run", "--set", "run.output_dir=somefile/sub"], "run.output_dir somefile/sub/runs.csv cannot be written"),
-        (["sweep", "--dimension", "4", *SWEEP_ARGS, "--out", "/proc/x.csv"], "sweep results file /proc/x.csv cannot"),
+        (
+            ["sweep", "--dimension", "4", *SWEEP_ARGS, "--out", "/proc/x.csv"],
+            "sweep results file (--out) /proc/x.csv cannot",
+        ),
         (["report", "somefile", "--out", "/proc/rep"], "report folder /proc/rep cannot be written"),
         (["throughput", "--out", "/proc/x.csv"], "--out /proc/x.csv cannot be written"),
         (["throughput", "--out", "."], "--out . is a folder, not a file"),
@@ -642,13 +646,14 @@ def test_ctrl_c_in_every_long_command_says_what_was_kept(monkeypatch, tmp_path, 
 def test_an_unusable_destination_is_refused_before_any_work(monkeypatch, tmp_path, argv, message):
     import dphe_bench.bench.throughput
     import dphe_bench.cli
+    import dphe_bench.learning.pipeline
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the destination was checked")
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "somefile").write_text("a file, not a folder")
-    monkeypatch.setattr(dphe_bench.cli, "run_pipeline", no_work)
+    monkeypatch.setattr(dphe_bench.learning.pipeline, "run_pipeline", no_work)
     monkeypatch.setattr(dphe_bench.bench.throughput, "measure", no_work)
     monkeypatch.setattr(dphe_bench.bench.sweep, "run_cell", no_work)
     code, _, err = call_cli(argv)
@@ -704,3 +709,135 @@ def test_feature_extraction_checks_its_cache_folder_before_it_starts(monkeypatch
     monkeypatch.setattr(features, "_weights_id", lambda: "weights")
     with pytest.raises(DestinationError, match=r"feature cache \(data.cache_dir\) /proc/x/features cannot be written"):
         features.efficientnet_features(TwoImages(), image_size=32, cache_dir="/proc/x", label="t")
+
+
+# ---------------------------------------------------------------- found by a fresh user's review of the above
+
+
+def test_files_written_whole_get_the_umask_s_permissions_and_secrets_0600(tmp_path):
+    from dphe_bench.files import write_text_atomically
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomically(tmp_path / "results.csv", "a,b\n")
+        write_text_atomically(tmp_path / "secret.token", "t\n", mode=0o600)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "results.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "secret.token").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "--dry-run", "--quick", "--out", "."], "sweep results file (--out) . is a folder, not a file"),
+        (["sweep", "--dry-run", "--quick", "--out", ""], "sweep results file (--out) is empty: name a path"),
+        (["report", "somefile", "--out", ""], "report folder is empty: name a path"),
+        (["throughput", "--out", ""], "--out is empty: name a path"),
+        (["throughput", "--backend", "gmpy"], "unknown backend 'gmpy' (did you mean 'gmpy2'?)"),
+        (
+            ["keyserver", "--dimension", "4", "--tokens-dir", "somefile/tokens", "--insecure-local-test"],
+            "tokens folder (--tokens-dir) somefile/tokens cannot be written: somefile is a file, not a folder",
+        ),
+        (
+            [
+                "flower-app",
+                "--out",
+                "app",
+                "--keyserver-url",
+                "https://127.0.0.1:99999",
+                "--aggregator-token-file",
+                "t",
+            ],
+            "key server URL 'https://127.0.0.1:99999' has a port outside [1, 65535]",
+        ),
+        (
+            ["flower-app", "--out", "app", "--keyserver-url", "https://127.0.0.1:8443", "--aggregator-token-file", ""],
+            "--aggregator-token-file is empty",
+        ),
+        (
+            ["sweep", "--dry-run", "--quick", "--no-baseline", "--backend", "multiprocessing:workers=0"],
+            "backend multiprocessing:workers=0: workers must be a positive int, got 0",
+        ),
+        (
+            ["sweep", "--dry-run", "--quick", "--no-baseline", "--backend", "python:obfuscation=djn,obfuscation=pool"],
+            "option 'obfuscation' appears twice",
+        ),
+        (["sweep", "--dry-run", "--quick", "--users", "100000000"], "users must be in [1, 10000], got 100000000"),
+        (["run", "--set", "federation.rounds=99999999999"], "federation.rounds must be in [1, 10000]"),
+        (["run", "--set", "model.loss=hing"], "model.loss: unknown loss 'hing' (did you mean 'hinge'?); valid losses:"),
+        (["sweep", "--users", "abc"], "argument --users: invalid int value: 'abc' (see dphe-bench sweep --help)"),
+        (["report", "binary.csv"], "binary.csv is not UTF-8 text, so not a result file"),
+        (["sweep", "--dry-run", "--quick", "--out", "binary.csv"], "binary.csv is not a UTF-8 text file"),
+    ],
+)
+def test_more_user_mistakes_are_one_line_before_any_work(monkeypatch, tmp_path, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somefile").write_text("a file, not a folder")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00")
+    code, _, err = call_cli(argv)
+    assert code == 2
+    assert err.strip().splitlines() == [f"dphe-bench: error: {message}"] or err.strip().splitlines()[-1].startswith(
+        f"dphe-bench: error: {message}"
+    )
+    assert "Traceback" not in err
+
+
+def test_throughput_without_python_paillier_says_so_in_one_line(monkeypatch):
+    from dphe_bench.bench.baseline import PythonPaillierBaseline
+
+    monkeypatch.setattr(PythonPaillierBaseline, "unavailable_reason", classmethod(lambda cls: "phe is not installed"))
+    code, _, err = call_cli(["throughput", "--backend", "python"])
+    assert code == 2
+    assert err.strip() == (
+        "dphe-bench: error: throughput measures every row against python-paillier, which cannot run: "
+        "phe is not installed"
+    )
+
+
+def test_ctrl_c_while_starting_is_one_line_exit_130(monkeypatch):
+    import argparse
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    code, _, err = call_cli(["run"])
+    assert code == 130
+    assert err.strip() == "dphe-bench: interrupted while starting; nothing was done"
+
+
+def test_the_command_line_starts_without_the_learning_libraries():
+    code = "import sys, dphe_bench.cli; print('sklearn' in sys.modules, 'pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"
+
+
+def test_a_pool_never_filled_encrypts_nothing_and_refuses_more(keypair_1024):
+    from dphe_bench.errors import ObfuscatorPoolError
+
+    public_key, _ = keypair_1024
+    backend = get_backend("gmpy2", obfuscation="pool")
+    assert len(backend.encrypt(public_key, [])) == 0
+    with pytest.raises(ObfuscatorPoolError, match="holds 0, encrypting needs 1"):
+        backend.encrypt(public_key, [1])
+
+
+def test_a_single_integer_is_not_a_batch(keypair_1024):
+    with pytest.raises(TypeError, match="plaintexts must be a sequence of integers, got int"):
+        get_backend("python").encrypt(keypair_1024[0], 5)
+
+
+def test_decoder_counts_must_be_integers():
+    codec = FixedPointCodec(2**1023 + 1, 16, max_summands=3)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="summands must be an integer"):
+            codec.decode([0], summands=bad)
+    with pytest.raises(EncodingOverflowError, match=r"summands must be in \[1, 3\]"):
+        codec.decode([0], summands=0)
+    layout = PackingLayout(16, 1.0, 3, 1024)
+    plaintexts = layout.pack(layout.quantize(np.zeros(4)))
+    with pytest.raises(TypeError, match="contributors must be an integer"):
+        layout.unpack_sums(plaintexts, 4, 1.5)
+    with pytest.raises(TypeError, match="dimension must be an integer"):
+        layout.unpack_sums(plaintexts, 4.0, 1)

@@ -47,7 +47,8 @@ def layer_of(module: str) -> str:
 def imported_modules(module: str, source: str, known: set[str]) -> list[tuple[int, str]]:
     """(line, module) for every dphe_bench module that ``source`` imports, wherever the import statement is.
 
-    ``from package import name`` counts as importing ``package.name`` when that is a module of the package.
+    ``from package import name`` counts as importing ``package.name`` when that is a module of the package;
+    ``importlib.import_module("...")`` and ``__import__("...")`` with a literal name count as imports too.
     """
     is_package = f"{module}.__init__" in known
     found = []
@@ -62,7 +63,18 @@ def imported_modules(module: str, source: str, known: set[str]) -> list[tuple[in
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"
                 found.append((node.lineno, candidate if candidate in known else base))
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func) and node.args:
+            name = node.args[0]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                found.append((node.lineno, name.value))
     return [(line, name) for line, name in found if name == "dphe_bench" or name.startswith("dphe_bench.")]
+
+
+def _is_dynamic_import(function: ast.expr) -> bool:
+    """``importlib.import_module``, a bare ``import_module`` or ``__import__``."""
+    if isinstance(function, ast.Attribute):
+        return function.attr == "import_module"
+    return isinstance(function, ast.Name) and function.id in ("import_module", "__import__")
 
 
 def layer_violations(sources: dict[str, str]) -> list[str]:
@@ -113,6 +125,13 @@ def test_the_top_level_holds_only_the_api_the_cli_and_the_common_modules():
         ("dphe_bench.deploy.injected", "from dphe_bench.cli import main\n", "(deploy -> cli)"),
         # a relative import resolves like an absolute one
         ("dphe_bench.schemes.injected", "from ..learning import trainer\n", "(schemes -> learning)"),
+        # so do dynamic imports with a literal name
+        (
+            "dphe_bench.crypto.injected",
+            "import importlib\ndef f():\n    importlib.import_module('dphe_bench.learning.config')\n",
+            "(crypto -> learning)",
+        ),
+        ("dphe_bench.backends.injected", "def f():\n    __import__('dphe_bench.cli')\n", "(backends -> cli)"),
     ],
 )
 def test_an_upward_import_is_reported(module, code, expected):

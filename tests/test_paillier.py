@@ -8,7 +8,7 @@ import pytest
 from dphe_bench import PrivateKey, PublicKey, generate_keypair
 from dphe_bench.crypto.paillier import read_private_key, write_private_key
 from dphe_bench.crypto.primes import is_probable_prime, random_prime
-from dphe_bench.errors import KeyMismatchError
+from dphe_bench.errors import KeyFormatError, KeyMismatchError
 
 
 def test_generated_1024_bit_key_has_the_right_shape(keypair_1024):
@@ -85,21 +85,42 @@ def test_public_key_rejects_bad_moduli():
 
 @pytest.mark.parametrize("loader", ["constructor", "json"])
 def test_keys_loaded_meet_the_rules_of_generated_keys(small_keypair, loader):
-    """A loaded n below 1024 bits, above 4096 bits, or prime is refused with a ValueError naming the problem."""
-    make = (
-        PublicKey
-        if loader == "constructor"
-        else (lambda n: PublicKey.from_json(PublicKey.insecure_for_tests(n).to_json()))
-    )
-    small_n = small_keypair[0].n
-    with pytest.raises(ValueError, match="n has 256 bits; a Paillier key must have 1024 to 4096 bits"):
-        make(small_n)
-    with pytest.raises(ValueError, match="n has 127 bits"):
-        make(2**127 - 1)
-    with pytest.raises(ValueError, match="n has 4097 bits"):
-        make(2**4096 + 1)
-    with pytest.raises(ValueError, match="n is prime"):
-        make(random_prime(1024))
+    """A loaded n that no key generation could give is refused with a KeyFormatError naming the problem."""
+
+    def make(n):
+        if loader == "constructor":
+            return PublicKey(n)
+        return PublicKey.from_json(PublicKey.insecure_for_tests(n).to_json())
+
+    sizes = "a Paillier key has 1024, 2048, 3072, 4096 bits"
+    p = random_prime(1024)
+    cases = [
+        (small_keypair[0].n, f"n has 256 bits; {sizes}"),
+        (2**127 - 1, "n has 127 bits"),
+        (2**4096 + 1, "n has 4097 bits"),
+        (3 * random_prime(1023), "n has 1025 bits"),
+        (p * p, "n is a perfect square"),
+        (3 * (2**2046 + 1), "small factor 3"),
+        (random_prime(1024), "n is prime"),
+    ]
+    for n, message in cases:
+        with pytest.raises(KeyFormatError, match=message):
+            make(n)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON|longer than any key"),
+        ('{"format": "dphe-paillier-public", "version": 1, "n": "0x' + "f" * 5000 + '"}', "longer than any key"),
+        ('{"format": "dphe-paillier-public", "version": ' + "9" * 3000 + ', "n": "0x3"}', "version"),
+        ('{"format": "dphe-paillier-public", "version": true, "n": "0x3"}', "version True"),
+        ('{"format": "dphe-paillier-public", "version": 1, "n": "0x3", "p": "0x1"}', "unknown field"),
+    ],
+)
+def test_hostile_key_json_is_a_key_format_error(text, message):
+    with pytest.raises(KeyFormatError, match=message):
+        PublicKey.from_json(text)
 
 
 def test_loaded_keys_of_every_generated_size_are_accepted(keypair_1024):
@@ -113,7 +134,7 @@ def test_the_test_only_path_builds_tiny_keys_that_work(small_keypair):
     assert public_key.bits == 256
     rebuilt = PrivateKey.insecure_for_tests(private_key.p, private_key.q)
     assert rebuilt == private_key and rebuilt.public_key == public_key
-    with pytest.raises(ValueError, match="1024 to 4096 bits"):
+    with pytest.raises(KeyFormatError, match="n has 256 bits"):
         PrivateKey.from_primes(private_key.p, private_key.q)
 
 

@@ -309,8 +309,8 @@ def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenRe
     Every file is written whole (temporary file, then rename). Raises DestinationError before reading anything
     when ``out_dir`` cannot be written, and ReportInputError when the inputs hold no results at all.
     """
-    out_dir = Path(out_dir)
-    for folder in (out_dir, out_dir / "figures", out_dir / "tables"):
+    out_dir = prepare_folder(out_dir, "report folder")
+    for folder in (out_dir / "figures", out_dir / "tables"):
         prepare_folder(folder, "report folder")
     results = load_results(inputs)
     if results.sweep.empty and results.runs.empty and results.asv.empty:

@@ -69,7 +69,10 @@ def load_results(paths: Iterable[str | Path]) -> ResultTables:
         explicit = path.is_file()
         files = [path] if explicit else sorted(p for p in path.rglob("*") if p.suffix in (".csv", ".json"))
         for file in files:
-            kind = _kind(file)
+            try:
+                kind = _kind(file)
+            except UnicodeDecodeError:
+                raise ReportInputError(f"{file} is not UTF-8 text, so not a result file") from None
             if kind is None:
                 if explicit:
                     raise ReportInputError(
@@ -81,14 +84,17 @@ def load_results(paths: Iterable[str | Path]) -> ResultTables:
             if kind == "asv-metadata":
                 continue
             sources.append(file)
-            if kind == "sweep":
-                sweeps.append(pd.read_csv(file))
-            elif kind == "runs-csv":
-                run_csvs.append(pd.read_csv(file))
-            elif kind == "run-json":
-                run_rows.append(_run_row(json.loads(file.read_text(encoding="utf-8")), file.name))
-            else:
-                asv_rows += _asv_rows(json.loads(file.read_text(encoding="utf-8")), file)
+            try:
+                if kind == "sweep":
+                    sweeps.append(pd.read_csv(file))
+                elif kind == "runs-csv":
+                    run_csvs.append(pd.read_csv(file))
+                elif kind == "run-json":
+                    run_rows.append(_run_row(json.loads(file.read_text(encoding="utf-8")), file.name))
+                else:
+                    asv_rows += _asv_rows(json.loads(file.read_text(encoding="utf-8")), file)
+            except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+                raise ReportInputError(f"{file} cannot be read as a {kind} result file: {exc}") from None
     return ResultTables(
         sweep=tidy_sweep(sweeps),
         runs=_tidy_runs(run_rows, run_csvs),

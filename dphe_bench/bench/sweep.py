@@ -85,6 +85,10 @@ SWEEP_COLUMNS = (
 )
 
 
+# As the pipeline's federation.users: more users than this is a different experiment than a sweep cell.
+MAX_SWEEP_USERS = 10_000
+
+
 class SweepError(DpheError, ValueError):
     """A sweep that cannot start or a cell whose result is wrong."""
 
@@ -107,6 +111,8 @@ class Component:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise SweepError(f"option {item!r} in {text!r} is not key=value")
+            if key.strip() in options:
+                raise SweepError(f"option {key.strip()!r} appears twice in {text!r}")
             options[key.strip()] = _parse_value(value.strip())
         return cls(name, tuple(sorted(options.items())))
 
@@ -207,8 +213,8 @@ class SweepGrid:
         if not self.schemes or not self.backends:
             raise SweepError("the grid needs at least one scheme and one backend")
         for users in self.users:
-            if users < 1:
-                raise SweepError(f"users must be >= 1, got {users}")
+            if not 1 <= users <= MAX_SWEEP_USERS:
+                raise SweepError(f"users must be in [1, {MAX_SWEEP_USERS}], got {users}")
         for sparsity in self.sparsities:
             if not 0.0 <= sparsity < 1.0:
                 raise SweepError(f"sparsity must be in [0, 1), got {sparsity}")
@@ -236,6 +242,10 @@ class SweepGrid:
             if not statuses[backend.name].available:
                 raise SweepError(f"backend {backend.name!r} is not available here: {statuses[backend.name].reason}")
             _check_options("backend", backend, BACKENDS[backend.name].option_names())
+            try:  # construction checks the option values; workers, pools and devices start only on first use
+                get_backend(backend.name, **dict(backend.options)).close()
+            except (TypeError, ValueError) as exc:
+                raise SweepError(f"backend {backend.label}: {exc}") from None
         for variant in self.heu:
             if variant not in heu.PAILLIER_VARIANTS:
                 raise SweepError(unknown_name("HEU Paillier variant", variant, heu.PAILLIER_VARIANTS))
@@ -484,10 +494,13 @@ def append_row(path: str | Path, row: Mapping[str, object]) -> None:
 def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        _check_header(path, reader.fieldnames)
-        return list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            _check_header(path, reader.fieldnames)
+            return list(reader)
+    except UnicodeDecodeError:
+        raise SweepError(f"{path} is not a UTF-8 text file, so not a sweep results file") from None
 
 
 def machine_info() -> dict[str, object]:

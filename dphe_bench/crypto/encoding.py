@@ -88,8 +88,10 @@ class FixedPointCodec:
         honest encoders, and raises EncodingOverflowError naming the index (never a wrapped or huge value).
         """
         summands = self.max_summands if summands is None else summands
+        if isinstance(summands, bool) or not isinstance(summands, int):
+            raise TypeError(f"summands must be an integer, got {summands!r}")
         if not 1 <= summands <= self.max_summands:
-            raise EncodingOverflowError(f"{summands} summands exceed the codec's max_summands = {self.max_summands}")
+            raise EncodingOverflowError(f"summands must be in [1, {self.max_summands}] (max_summands), got {summands}")
         n, bound = self.n, summands * self.max_encoded
         signed = []
         for i, m in enumerate(exact_ints(encoded, "encoded value")):

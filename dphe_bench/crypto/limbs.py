@@ -27,6 +27,8 @@ def exact_ints(values: Iterable[object], what: str = "value") -> list[int]:
     """
     if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iu":
         return values.tolist()
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(f"{what}s must be a sequence of integers, got {type(values).__name__}")
     converted = []
     for i, value in enumerate(values):
         if isinstance(value, bool | np.bool_):

@@ -128,6 +128,9 @@ class PackingLayout:
         Raises ProtocolError if the counts do not fit the layout, and EncodingOverflowError naming the value's
         index if a plaintext has bits above its last slot or a slot holds what c users cannot produce.
         """
+        for name, value in (("contributors", contributors), ("dimension", dimension)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
         if not 1 <= contributors <= self.max_users:
             raise ProtocolError(f"{contributors} contributors exceed the packing layout's N_max = {self.max_users}")
         if len(plaintexts) != self.ciphertexts_for(dimension):

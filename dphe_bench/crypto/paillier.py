@@ -13,13 +13,15 @@ import os
 import warnings
 from pathlib import Path
 
-from dphe_bench.crypto.primes import is_probable_prime, random_prime
-from dphe_bench.errors import KeyMismatchError, plain_list
+from dphe_bench.crypto.primes import is_probable_prime, random_prime, small_factor
+from dphe_bench.errors import KeyFormatError, KeyMismatchError, plain_list
 
 KEY_SIZES = (1024, 2048, 3072, 4096)
 DEFAULT_KEY_BITS = 2048
 MIN_KEY_BITS, MAX_KEY_BITS = KEY_SIZES[0], KEY_SIZES[-1]
 _KEY_FORMAT_VERSION = 1
+# A key file holds at most two 2048-bit primes in hex, or one 4096-bit n, and a few names.
+_MAX_KEY_JSON_CHARS = 4096
 
 
 class PublicKey:
@@ -37,12 +39,19 @@ class PublicKey:
 
     def __init__(self, n: int):
         _check_modulus(n)
-        if not MIN_KEY_BITS <= n.bit_length() <= MAX_KEY_BITS:
-            raise ValueError(
-                f"n has {n.bit_length()} bits; a Paillier key must have {MIN_KEY_BITS} to {MAX_KEY_BITS} bits"
+        if n.bit_length() not in KEY_SIZES:
+            raise KeyFormatError(
+                f"n has {n.bit_length()} bits; a Paillier key has {plain_list(KEY_SIZES)} bits, as generated keys do"
+            )
+        if math.isqrt(n) ** 2 == n:
+            raise KeyFormatError("n is a perfect square; a Paillier modulus is the product of two distinct primes")
+        factor = small_factor(n)
+        if factor:
+            raise KeyFormatError(
+                f"n has the small factor {factor}; a Paillier modulus is the product of two large primes"
             )
         if _is_prime(n):
-            raise ValueError("n is prime; a Paillier modulus is the product of two primes")
+            raise KeyFormatError("n is prime; a Paillier modulus is the product of two primes")
         self._set_modulus(n)
 
     @classmethod
@@ -193,7 +202,7 @@ def _check_modulus(n: object) -> None:
     if not isinstance(n, int) or isinstance(n, bool):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 15 or n % 2 == 0:
-        raise ValueError(f"n must be an odd integer >= 15, got a {n.bit_length()}-bit value")
+        raise KeyFormatError(f"n must be an odd integer >= 15, got a {n.bit_length()}-bit value")
 
 
 def write_private_key(private_key: PrivateKey, path: str | Path) -> None:
@@ -217,25 +226,32 @@ def read_private_key(path: str | Path) -> PrivateKey:
 
 
 def _load_key_json(text: str, expected_format: str, fields: tuple[str, ...]) -> dict:
+    """The key's JSON object: exactly ``format``, ``version`` and ``fields``; KeyFormatError naming what is wrong."""
+    if len(text) > _MAX_KEY_JSON_CHARS:
+        raise KeyFormatError(f"key text of {len(text)} characters is longer than any key ({_MAX_KEY_JSON_CHARS})")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"key is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError, as are over-long integers
+        raise KeyFormatError(f"key is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != expected_format:
-        raise ValueError(f"not a {expected_format!r} key")
-    if data.get("version") != _KEY_FORMAT_VERSION:
-        raise ValueError(f"unsupported key format version {data.get('version')!r}, expected {_KEY_FORMAT_VERSION}")
+        raise KeyFormatError(f"not a {expected_format!r} key")
+    version = data.get("version")
+    if type(version) is not int or version != _KEY_FORMAT_VERSION:
+        raise KeyFormatError(f"unsupported key format version {version!r}, expected {_KEY_FORMAT_VERSION}")
     missing = [name for name in fields if name not in data]
     if missing:
-        raise ValueError(f"key is missing field(s) {plain_list(missing)}")
+        raise KeyFormatError(f"key is missing field(s) {plain_list(missing)}")
+    extra = sorted(set(data) - {"format", "version", *fields})
+    if extra:
+        raise KeyFormatError(f"key has unknown field(s) {plain_list(extra)}")
     return data
 
 
 def _parse_hex(data: dict, name: str) -> int:
     value = data[name]
     if not isinstance(value, str) or not value.startswith("0x"):
-        raise ValueError(f"key field {name!r} must be a hex string starting with 0x")
+        raise KeyFormatError(f"key field {name!r} must be a hex string starting with 0x")
     try:
         return int(value, 16)
     except ValueError:
-        raise ValueError(f"key field {name!r} is not valid hex") from None
+        raise KeyFormatError(f"key field {name!r} is not valid hex") from None

@@ -6,6 +6,11 @@ _SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p*
 _MILLER_RABIN_ROUNDS = 40
 
 
+def small_factor(candidate: int) -> int | None:
+    """The smallest prime below 2000 that divides ``candidate`` (other than itself), or None."""
+    return next((p for p in (2, *_SMALL_PRIMES) if candidate % p == 0 and candidate != p), None)
+
+
 def is_probable_prime(candidate: int, rounds: int = _MILLER_RABIN_ROUNDS) -> bool:
     """Miller-Rabin with random bases from ``secrets``; error probability below 4**-rounds."""
     if candidate < 2:

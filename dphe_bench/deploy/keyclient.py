@@ -25,6 +25,12 @@ def check_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"key server URL {url!r} must look like https://host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"key server URL {url!r} has a port outside [1, 65535]")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
             f"key server URL {url!r} is plain http to another machine: tokens and P would travel in the clear; "

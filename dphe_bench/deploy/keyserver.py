@@ -229,8 +229,7 @@ class KeyService:
         tokens_dir.mkdir(parents=True, exist_ok=True)
         tokens_dir.chmod(0o700)
         for token, party in self._tokens.items():
-            # write_atomically's temporary file is created with mode 0600, and the rename keeps it.
-            write_text_atomically(tokens_dir / token_filename(party), token + "\n")
+            write_text_atomically(tokens_dir / token_filename(party), token + "\n", mode=0o600)
         self._token_bytes = [(token.encode("ascii"), party) for token, party in self._tokens.items()]
 
     def party(self, token: bytes) -> Party | None:

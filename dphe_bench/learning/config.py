@@ -124,7 +124,7 @@ _RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("data", "batch_size"): (lambda v: 1 <= v <= 4096, "be in [1, 4096]"),
     ("data", "cache_dir"): (lambda v: v is None or bool(v), "be a non-empty path"),
     ("federation", "users"): (lambda v: 1 <= v <= 10_000, "be in [1, 10000]"),
-    ("federation", "rounds"): (lambda v: v >= 1, "be >= 1"),
+    ("federation", "rounds"): (lambda v: 1 <= v <= 10_000, "be in [1, 10000]"),
     ("federation", "dirichlet_alpha"): (lambda v: v > 0, "be > 0"),
     ("federation", "dropout"): (lambda v: 0 <= v < 1, "be in [0, 1)"),
     ("federation", "min_contributors"): (
