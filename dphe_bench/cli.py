@@ -501,17 +501,17 @@ def _keyserver(args: argparse.Namespace) -> int:
             f"the key server needs uvicorn and starlette ({exc}): pip install 'dphe-bench[flower]'"
         ) from None
     config = load_config(args.config, args.overrides)
-    # The folders first, then the bind: a destination or an address that cannot be used fails before any key
-    # or token is made.
-    prepare_folder(args.tokens_dir, "tokens folder (--tokens-dir)")
-    if args.out:
-        prepare_folder(args.out, "averages folder (--out)")
+    # The bind, then the folders: an address or a destination that cannot be used fails before any key or token
+    # is made (and an address that cannot be served, before any folder is).
     try:
         listener = bind_listener(args.host, args.port)
     except OSError as exc:
         reason = exc.strerror or exc
         raise DpheError(f"the key server cannot listen on {args.host} port {args.port}: {reason}") from None
     try:
+        prepare_folder(args.tokens_dir, "tokens folder (--tokens-dir)")
+        if args.out:
+            prepare_folder(args.out, "averages folder (--out)")
         backend_name = resolve_backend_name(None, config.crypto.backend)
         with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
             key_generator = key_generator_from_config(config, args.dimension, backend)

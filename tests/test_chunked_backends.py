@@ -109,7 +109,7 @@ def _alive(pid: int) -> bool:
         ({"inner": "nope"}, "inner backend must be a single-threaded serial backend"),
         ({"inner": "numba"}, "parallelises itself"),
         ({"workers": 0}, "workers must be a positive int"),
-        ({"start_method": "teleport"}, "start_method must be one of"),
+        ({"start_method": "teleport"}, "unknown start_method 'teleport'; valid start_methods: "),
         ({"window_bits": 99}, "window_bits"),
     ],
 )

@@ -257,10 +257,10 @@ def test_unknown_backend_exits_2(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_command_is_a_usage_error():
+def test_no_command_is_a_one_line_usage_error():
     code, _, err = _call([])
     assert code == 2
-    assert "usage" in err
+    assert err == "dphe-bench: error: the following arguments are required: command (see dphe-bench --help)\n"
 
 
 def test_console_script():
