@@ -180,7 +180,7 @@ def paper_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
         basis = sorted({part[1] for part in (dense, dphe) if part is not None})
         rows.append(
             {
-                "source": "ours",
+                "source": "SecretFlow HEU" if backend.startswith(f"{HEU_NAME}:") else "ours",
                 "backend": backend,
                 "key bits": int(key_bits),
                 "dense (s)": dense[0] if dense else np.nan,
