@@ -288,3 +288,22 @@ def test_help_is_plain_text(command):
     assert code == 0
     assert "usage: dphe-bench" in out
     assert "``" not in out and "`" not in out
+
+
+@pytest.mark.parametrize("scheme", ["packed", "dphe"])
+def test_run_prints_each_round_s_aggregation_error_next_to_its_bound_and_the_drift_apart(tmp_path, scheme):
+    argv = ["run", "--no-progress", "--backend", "gmpy2", "--set", f"run.output_dir={tmp_path}"]
+    argv += ["--set", "crypto.key_bits=1024", "--set", "federation.users=3", "--set", "federation.rounds=2"]
+    code, out, _ = _call([*argv, "--set", f"crypto.scheme={scheme}"])
+    assert code == 0
+    lines = out.splitlines()
+    header = lines.index("aggregation error per round (max |published average - exact mean of that round's updates|):")
+    errors_text, bound_text = lines[header + 1].strip().split(" (bound ")
+    errors = [float(value) for value in errors_text.split(", ")]
+    bound = float(bound_text.split()[0])
+    assert len(errors) == 2 and all(0 <= error <= bound for error in errors)
+    record = json.loads(next(tmp_path.glob("run-*.json")).read_text())
+    rounds = record["federated"][scheme]["rounds"]
+    assert [r["max_abs_error"] for r in rounds] == pytest.approx(errors, rel=1e-2)
+    assert f"difference from the plain run after 2 rounds: max |w_{scheme} - w_plain| = " in out
+    assert "drift apart round by round" in out

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dphe_bench.backends import Backend, get_backend, resolve_backend_name
+from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.learning.config import Config, backend_options
 from dphe_bench.learning.data import Dataset, dataset_from_config, split_among_users
 from dphe_bench.learning.trainer import LocalTrainer, ModelSpec, accuracy, sparsity, weight_dimension
@@ -81,6 +82,22 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     backend_name = resolve_backend_name(backend, config.crypto.backend)
     with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as crypto_backend:
         return _run_all(config, backend_name, crypto_backend, progress)
+
+
+def aggregation_error_bound(scheme: str, config: Config, contributed: np.ndarray) -> float | None:
+    """The most a published average may differ from the exact mean of ``contributed`` (float64 (users, D)),
+    per weight, for one aggregation of ``scheme``; None for ``plain`` (float64 sums, no encoding).
+
+    dense, dphe: each user's fixed-point rounding, 2**-(f+1); packed: each user's quantisation, step / 2; ckks:
+    ``ckks.error_bound`` (encoding noise and the published rounding).
+    """
+    if scheme in ("dense", "dphe"):
+        return 2.0 ** -(config.crypto.precision_bits + 1)
+    if scheme == "packed":
+        return quantization_step(config.crypto.quantization_bits, config.crypto.quantization_range) / 2
+    if scheme == "ckks":
+        return ckks.error_bound(float(np.max(np.abs(contributed))), len(contributed))
+    return None
 
 
 def _run_all(config: Config, backend_name: str, crypto_backend: Backend, progress: bool) -> PipelineResult:
@@ -170,8 +187,9 @@ def _run_federated(
         ciphertexts_per_round.append(sum(result.ciphertexts.values()))
         contributed = np.stack([local[uid] for uid in result.contributors])
         round_error = {"max_abs_error": float(np.max(np.abs(average - contributed.mean(axis=0))))}
-        if scheme == "ckks":
-            round_error["error_bound"] = ckks.error_bound(float(np.max(np.abs(contributed))), len(contributed))
+        bound = aggregation_error_bound(scheme, config, contributed)
+        if bound is not None:
+            round_error["error_bound"] = bound
         rounds.append(
             {
                 "round": round_index,
