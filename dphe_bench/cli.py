@@ -515,7 +515,8 @@ def _keyserver(args: argparse.Namespace) -> int:
         backend_name = resolve_backend_name(None, config.crypto.backend)
         with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as backend:
             key_generator = key_generator_from_config(config, args.dimension, backend)
-            service = KeyService(key_generator, Path(args.tokens_dir), Path(args.out) if args.out else None)
+            out = Path(args.out) if args.out else None
+            service = KeyService(key_generator, Path(args.tokens_dir), out, rounds=config.federation.rounds)
             server = start_key_server(
                 service, listener, args.tls_cert, args.tls_key, insecure_local_test=args.insecure_local_test
             )

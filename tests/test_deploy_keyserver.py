@@ -53,7 +53,12 @@ def key_server(tmp_path):
     """A dphe key server for 3 users (D = 40, 1024-bit keys) on a free loopback port, plain HTTP."""
     config = load_config(None, [f"federation.users={USERS}", "crypto.key_bits=1024"])
     backend = get_backend("gmpy2")
-    service = KeyService(key_generator_from_config(config, DIMENSION, backend), tmp_path / "tokens", tmp_path / "out")
+    service = KeyService(
+        key_generator_from_config(config, DIMENSION, backend),
+        tmp_path / "tokens",
+        tmp_path / "out",
+        rounds=config.federation.rounds,
+    )
     server, thread = _serve(service, insecure_local_test=True)
     yield server, service, tmp_path
     server.shutdown()
@@ -139,6 +144,7 @@ def test_each_party_gets_its_own_setup_and_nothing_else(key_server):
         "scheme": "dphe",
         "dimension": DIMENSION,
         "users": USERS,
+        "rounds": 3,
         "rounds_published": 0,
     }
 
@@ -221,7 +227,11 @@ def _self_signed(tmp_path):
 def test_key_server_over_tls(tmp_path):
     certfile, keyfile = _self_signed(tmp_path)
     config = load_config(None, ["federation.users=2", "crypto.scheme=plain"])
-    service = KeyService(key_generator_from_config(config, 8, get_backend("python")), tmp_path / "tokens")
+    service = KeyService(
+        key_generator_from_config(config, 8, get_backend("python")),
+        tmp_path / "tokens",
+        rounds=config.federation.rounds,
+    )
     server, thread = _serve(service, certfile=certfile, keyfile=keyfile)
     try:
         assert server.url.startswith("https://127.0.0.1:")

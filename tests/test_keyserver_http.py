@@ -29,7 +29,9 @@ def plain_service(tmp_path_factory):
     """A plain-scheme service for 2 users (no key to generate: these tests are about HTTP)."""
     config = load_config(None, ["federation.users=2", "crypto.scheme='plain'"])
     tokens = tmp_path_factory.mktemp("tokens")
-    return KeyService(key_generator_from_config(config, DIMENSION, get_backend("python")), tokens), tokens
+    return KeyService(
+        key_generator_from_config(config, DIMENSION, get_backend("python")), tokens, rounds=config.federation.rounds
+    ), tokens
 
 
 @contextlib.contextmanager
@@ -145,7 +147,11 @@ def test_a_large_aggregate_sent_in_one_piece_is_published(tmp_path):
     """Headers and a body of many times the header cap, in one send: the cap counts header bytes only."""
     dimension = 20_000
     config = load_config(None, ["federation.users=2", "crypto.scheme='plain'"])
-    service = KeyService(key_generator_from_config(config, dimension, get_backend("python")), tmp_path / "t")
+    service = KeyService(
+        key_generator_from_config(config, dimension, get_backend("python")),
+        tmp_path / "t",
+        rounds=config.federation.rounds,
+    )
     backend = get_backend("python")
     aggregator = get_scheme("plain").aggregator(service.setup_for(Party(AGGREGATOR)), backend)
     for user_id in (0, 1):
@@ -167,7 +173,11 @@ def test_the_body_limit_follows_the_dimension_and_the_key_size(tmp_path):
     limits = {}
     for dimension in (10, 20):
         config = load_config(None, ["federation.users=2", "crypto.key_bits=1024", "crypto.scheme='dense'"])
-        service = KeyService(key_generator_from_config(config, dimension, get_backend("gmpy2")), tmp_path / "t")
+        service = KeyService(
+            key_generator_from_config(config, dimension, get_backend("gmpy2")),
+            tmp_path / "t",
+            rounds=config.federation.rounds,
+        )
         limits[dimension] = service.max_aggregate_bytes
         ciphertext_bytes = 4 * -(-(2 * service.key_generator.public_key.n.bit_length()) // 32)
         assert limits[dimension] == 1024 + dimension * (ciphertext_bytes + 4)
@@ -329,7 +339,9 @@ class _SlowDecryption:
 def test_status_and_averages_are_served_while_an_aggregate_is_decrypted(tmp_path):
     config = load_config(None, ["federation.users=2", "crypto.key_bits=1024", "crypto.scheme='dense'"])
     slow = _SlowDecryption(get_backend("gmpy2"))
-    service = KeyService(key_generator_from_config(config, DIMENSION, slow), tmp_path / "tokens")
+    service = KeyService(
+        key_generator_from_config(config, DIMENSION, slow), tmp_path / "tokens", rounds=config.federation.rounds
+    )
     tokens = tmp_path / "tokens"
     backend = get_backend("gmpy2")
     with _running(service) as server:

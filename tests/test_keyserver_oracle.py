@@ -56,9 +56,14 @@ def _running(service: KeyService):
         thread.join(30)
 
 
-def _service(tmp_path, scheme: str = "dphe", users: int = USERS) -> KeyService:
-    config = load_config(None, [f"federation.users={users}", "crypto.key_bits=1024", f"crypto.scheme='{scheme}'"])
-    return KeyService(key_generator_from_config(config, DIMENSION, get_backend("gmpy2")), tmp_path / "tokens")
+def _service(tmp_path, scheme: str = "dphe", users: int = USERS, rounds: int = 3) -> KeyService:
+    overrides = [f"federation.users={users}", f"federation.rounds={rounds}", "crypto.key_bits=1024"]
+    config = load_config(None, [*overrides, f"crypto.scheme='{scheme}'"])
+    return KeyService(
+        key_generator_from_config(config, DIMENSION, get_backend("gmpy2")),
+        tmp_path / "tokens",
+        rounds=config.federation.rounds,
+    )
 
 
 def _client(server, tokens_dir, party: Party) -> KeyServerClient:
@@ -175,7 +180,8 @@ def test_the_binary_search_learns_nothing_from_the_key_server(tmp_path, caplog):
     """
     transcripts, estimates, secrets_ = [], [], []
     for run, value in enumerate([0.731, 2.5]):
-        service = _service(tmp_path / str(run))
+        # The most rounds a config allows, so that the round cap plays no part here: the void alone stops it.
+        service = _service(tmp_path / str(run), rounds=10_000)
         tokens_dir = tmp_path / str(run) / "tokens"
         with _running(service) as server, caplog.at_level(logging.WARNING, logger="dphe_bench.keyserver"):
             caplog.clear()
@@ -203,6 +209,44 @@ def test_the_binary_search_learns_nothing_from_the_key_server(tmp_path, caplog):
     # Every later probe is refused before decryption, with the same bytes.
     assert failed == list(range(first, len(transcript)))
     assert len(set(transcript[first + 1 :])) == 1 and "HTTP 409" in transcript[-1]
+
+
+def test_a_linear_probe_stops_after_the_federations_rounds(tmp_path):
+    """The reviewer's probe: one malleated one-position aggregate per round, each shift a step further.
+
+    Every probe that decodes is published, so each round tells the aggregator one bit. After ``rounds`` posts the
+    key server decrypts nothing more: every later probe gets the same refusal, whatever the secret weight, and the
+    transcripts of two different secrets (both far inside the decoding bound) are identical.
+    """
+    rounds = 4
+    transcripts, decryptions = [], []
+    for run, value in enumerate([0.731, -2.5]):
+        service = _service(tmp_path / str(run), rounds=rounds)
+        calls = _counting_decryptions(service)
+        tokens_dir = tmp_path / str(run) / "tokens"
+        public_key = service.key_generator.public_key
+        with _running(service) as server:
+            ciphertext, _ = _one_weight_update(_client(server, tokens_dir, Party(USER, 1)).setup(), 1, value)
+            oracle = _KeyServerOracle(_client(server, tokens_dir, Party(AGGREGATOR)))
+            for step in range(3 * rounds):
+                oracle(_probe(public_key, ciphertext, step * 2**20, oracle.round_index))
+            assert KeyServerClient(server.url, None).status()["rounds_published"] == rounds
+        transcripts.append(oracle.transcript)
+        decryptions.append(len(calls))
+    assert decryptions == [rounds, rounds]
+    for transcript in transcripts:
+        assert [answer.startswith("{") for answer in transcript] == [True] * rounds + [False] * (2 * rounds)
+        refusals = set(transcript[rounds:])
+        assert len(refusals) == 1 and f"HTTP 409: aggregate refused: all {rounds} rounds" in refusals.pop()
+    assert transcripts[0] == transcripts[1]
+
+
+def test_the_round_cap_must_be_positive(tmp_path):
+    config = load_config(None, ["federation.users=2", "crypto.scheme='plain'"])
+    key_generator = key_generator_from_config(config, DIMENSION, get_backend("python"))
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ValueError, match="rounds must be a positive integer"):
+            KeyService(key_generator, tmp_path / "tokens", rounds=bad)
 
 
 def test_a_post_decryption_failure_is_answered_uniformly_and_ends_the_round(tmp_path):
@@ -322,7 +366,7 @@ def test_a_scheme_without_pre_decryption_checks_is_not_served(tmp_path):
     key_generator = key_generator_from_config(config, DIMENSION, get_backend("python"))
     key_generator.scheme = "unchecked"
     with pytest.raises(ConfigError, match="does not serve scheme 'unchecked'"):
-        KeyService(key_generator, tmp_path / "tokens")
+        KeyService(key_generator, tmp_path / "tokens", rounds=config.federation.rounds)
     assert not (tmp_path / "tokens").exists()
 
 

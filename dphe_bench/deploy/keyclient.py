@@ -95,7 +95,7 @@ class KeyServerClient:
         return np.frombuffer(body, dtype="<f8").astype(np.float64)
 
     def status(self) -> dict:
-        """The public status: scheme, dimension, users, rounds_published."""
+        """The public status: scheme, dimension, users, rounds, rounds_published."""
         return json.loads(self._request("GET", "/status")[0])
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[bytes, dict[str, str]]:

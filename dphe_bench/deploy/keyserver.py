@@ -6,7 +6,7 @@ K sets the protocol up once (keys, P, every P_i), writes one bearer token per pa
 verb   path                  who          what
 =====  ====================  ===========  ============================================================
 GET    /v1/health            anyone       ``ok`` once the service is up
-GET    /v1/status            anyone       JSON: scheme, dimension, users, rounds_published
+GET    /v1/status            anyone       JSON: scheme, dimension, users, rounds, rounds_published
 GET    /v1/setup             user, aggr.  the caller's setup message: USER_SETUP (pk, P, P_i) for user i,
                                           AGGREGATOR_SETUP (pk, every P_i) for the aggregator
 POST   /v1/aggregate         aggregator   body: this round's AGGREGATE message; K decrypts it, undoes P,
@@ -21,7 +21,8 @@ party (``aggregator.token``, ``user-<i>.token`` in the tokens folder, mode 0600)
 never fetch a user's setup (which holds P) nor the published model, and a user cannot post aggregates
 or fetch another user's P_i. Errors: 401 (no or unknown token), 403 (wrong party), 404 (unknown path or
 round not published yet), 410 (a round voided by a protocol violation), 400 (a rejected message),
-409 (no aggregate is decrypted now), 411/413 (body length); the HTTP layer is ``keyserver_http``.
+409 (no aggregate is decrypted now: one is being decrypted, a violation stopped decryption, or all the
+federation's rounds are published), 411/413 (body length); the HTTP layer is ``keyserver_http``.
 
 The aggregate endpoint would be a decryption oracle if its answers depended on the decrypted values:
 Paillier ciphertexts are malleable, so the aggregator can turn a user's E(m) into E(m + k) and ask
@@ -30,7 +31,10 @@ whether m + k decodes. So ``KeyService.publish`` checks everything that needs no
 indices), and those refusals leave K's state unchanged. Any failure after decryption is answered with
 one fixed message (``VOID_ROUND``), logged as an alert, voids the round and stops all further decryption:
 one decryption attempt per round, and none after a violation (the aggregator could otherwise replay an
-earlier round's ciphertext as each later round's aggregate and learn one bit per round).
+earlier round's ciphertext as each later round's aggregate and learn one bit per round). And no aggregate is
+decrypted for a round >= ``rounds`` (``federation.rounds``): each decrypted round tells the aggregator one
+bit (published or void), so without the cap it could post one-position probes round after round and learn a
+user's weight bit by bit; with it, the whole federation tells it at most log2(rounds + 1) bits.
 
 Transport: the tokens and the setup messages must not travel in the clear, so the service only runs
 over TLS (``certfile`` + ``keyfile``), except with ``insecure_local_test`` on a loopback address.
@@ -208,10 +212,17 @@ class KeyService:
         Where ``aggregator.token`` and ``user-<i>.token`` are written (mode 0600; replaced if present).
     out_dir : Path, optional
         Where each published average is saved as ``average-round-<r>.npy``.
+    rounds : int
+        The federation's rounds (``federation.rounds``): no aggregate is decrypted for round ``rounds`` or later.
+
+    Raises ConfigError for a scheme the key server does not serve, ValueError for ``rounds`` < 1.
     """
 
-    def __init__(self, key_generator: KeyGenerator, tokens_dir: Path, out_dir: Path | None = None):
+    def __init__(self, key_generator: KeyGenerator, tokens_dir: Path, out_dir: Path | None = None, *, rounds: int):
         check_served(key_generator.scheme)
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
+        self.rounds = rounds
         self.key_generator = key_generator
         self.scheme = key_generator.scheme
         self.dimension = key_generator.dimension
@@ -257,7 +268,8 @@ class KeyService:
 
         Raises AggregateRejected when a check fails before decryption (state unchanged) or, with the
         fixed message ``VOID_ROUND``, when anything fails after it (the round is void, decryption stops);
-        DecryptionRefused while another aggregate is being decrypted or after a violation. The service lock
+        DecryptionRefused while another aggregate is being decrypted, after a violation, or once all ``rounds``
+        rounds are published (the cap on what the aggregator can learn from publish-or-void answers). The service lock
         is never held while decrypting, so status and published averages stay readable.
         """
         message = check_aggregate(self.key_generator, aggregate)
@@ -293,6 +305,8 @@ class KeyService:
         return round_index, contributors
 
     def _check_decryption_allowed(self) -> None:
+        if self.key_generator.next_round >= self.rounds:
+            raise DecryptionRefused(f"all {self.rounds} rounds of the federation are published; no further round")
         if self.void_round is not None:
             raise DecryptionRefused(
                 f"round {self.void_round} failed after decryption; this key server decrypts no further aggregate"
@@ -310,10 +324,11 @@ class KeyService:
             return None
 
     def status(self) -> dict:
-        """Public facts: scheme, dimension, number of users, rounds published."""
+        """Public facts: scheme, dimension, number of users, rounds of the federation, rounds published."""
         return {
             "scheme": self.scheme,
             "dimension": self.dimension,
             "users": len(self.user_ids),
+            "rounds": self.rounds,
             "rounds_published": self.rounds_published,
         }
