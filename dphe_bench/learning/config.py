@@ -8,7 +8,8 @@ Every option has a default; ``dphe-bench run`` with no file runs the defaults. S
               engine ("onnx" | "torch"), batch_size (64), cache_dir (unset: ~/.cache/dphe-bench)
 [federation]  users (5), rounds (3), split ("iid" | "dirichlet"), dirichlet_alpha (0.5),
               dropout (0.0: probability that a user misses a round), min_contributors (2: the key generator
-              publishes no round of fewer contributors; a one-user federation needs 1, set explicitly)
+              publishes no round whose aggregate claims fewer contributors; it cannot check the claim, so
+              this stops only an aggregator that counts honestly; a one-user federation needs 1, set explicitly)
 [model]       loss ("hinge"), alpha (0.01), l1_ratio (0.9), local_epochs (2)
 [crypto]      scheme ("dphe" | "dense" | "packed" | "plain" | "ckks": needs the ckks extra), backend (unset:
               $DPHE_BACKEND, then "gmpy2"), key_bits (2048: Paillier schemes), precision_bits (32: dense, dphe),

@@ -111,9 +111,10 @@ class KeyGenerator(ABC):
         return {}
 
     def set_min_contributors(self, count: int) -> None:
-        """Refuse from now on to publish a round of fewer than ``count`` contributors (default 2).
+        """Refuse from now on to publish a round whose aggregate claims fewer than ``count`` contributors (default 2).
 
-        With one contributor the published average is that user's own weights, which every other user
+        The claim is the aggregator's: this stops an aggregator that counts honestly, not one that lies. With one
+        contributor the published average is that user's own weights, which every other user
         reads; so 1 is for a one-user federation (or a test), set on purpose. Raises ProtocolError unless
         1 <= count <= the number of users.
         """

@@ -12,7 +12,9 @@ overlap, up to the unknown permutation P; the key generator learns the sum (the 
 colluding with the aggregator knows P and every P_i, so together they read every other user's
 support (which weights are non-zero); and an aggregator that reports a subset of users (which no
 single-aggregator scheme can stop) makes the published average reveal the values of that subset:
-``min_contributors`` (default 2) refuses rounds of fewer users. Cost: nnz_i encryptions per user.
+``min_contributors`` (default 2) refuses aggregates that claim fewer contributors, which stops only an
+aggregator that reports its count honestly: the key generator cannot check the claim (A can claim 2 for
+one user's update, or add an all-zero "user" it encrypted itself). Cost: nnz_i encryptions per user.
 """
 
 import numpy as np
