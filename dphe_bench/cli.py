@@ -490,19 +490,29 @@ def _keyserver(args: argparse.Namespace) -> int:
     import logging
 
     from dphe_bench.backends import resolve_backend_name
-    from dphe_bench.deploy.keyserver import KeyService, check_transport, key_generator_from_config
+    from dphe_bench.deploy.keyserver import (
+        KeyService,
+        check_destinations,
+        check_served,
+        check_transport,
+        key_generator_from_config,
+    )
     from dphe_bench.learning.config import backend_options, load_config
 
     check_transport(args.host, args.tls_cert, args.tls_key, args.insecure_local_test)
     try:
-        from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
+        from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server, tls_context
     except ImportError as exc:
         raise DpheError(
             f"the key server needs uvicorn and starlette ({exc}): pip install 'dphe-bench[flower]'"
         ) from None
+    if args.tls_cert and args.tls_key:
+        tls_context(args.tls_cert, args.tls_key)
     config = load_config(args.config, args.overrides)
-    # The bind, then the folders: an address or a destination that cannot be used fails before any key or token
-    # is made (and an address that cannot be served, before any folder is).
+    check_served(config.crypto.scheme)
+    check_destinations(args.tokens_dir, args.out)
+    # The TLS files, the scheme and the destinations, then the bind, then the folders: anything that cannot be
+    # used fails before any key or token is made (and before any folder is).
     try:
         listener = bind_listener(args.host, args.port)
     except OSError as exc:
@@ -528,8 +538,9 @@ def _keyserver(args: argparse.Namespace) -> int:
                 logging.getLogger(name).setLevel(level)
             print(
                 f"keyserver: {config.crypto.scheme} for {config.federation.users} users "
-                f"(at least {config.federation.min_contributors} per round), D = {args.dimension}, "
-                f"backend {backend_name}; serving on {server.url}; tokens in {args.tokens_dir}",
+                f"(at least {config.federation.min_contributors} per round, {config.federation.rounds} rounds), "
+                f"D = {args.dimension}, backend {backend_name}; serving on {server.url} (at most "
+                f"{server.max_connections} connections); tokens in {args.tokens_dir}",
                 flush=True,
             )
             try:

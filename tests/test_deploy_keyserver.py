@@ -2,8 +2,14 @@
 
 import datetime
 import ipaddress
+import logging
 import os
+import re
+import resource
+import signal
+import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -24,8 +30,14 @@ from dphe_bench.deploy.keyserver import (
     key_generator_from_config,
     token_filename,
 )
-from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
-from dphe_bench.deploy.processes import free_ports, start_child, stop_children
+from dphe_bench.deploy.keyserver_http import (
+    FD_HEADROOM,
+    LoopErrorLog,
+    bind_listener,
+    connection_cap,
+    start_key_server,
+)
+from dphe_bench.deploy.processes import Child, free_ports, start_child, stop_children
 from dphe_bench.learning.config import load_config
 from dphe_bench.schemes import get_scheme
 from dphe_bench.schemes.federation import Federation
@@ -276,3 +288,187 @@ def test_keyserver_command_serves_over_tls_until_terminated(tmp_path):
         stop_children([child])
     assert child.process.returncode == 0
     assert "stopped after 0 published rounds" in child.log_tail()
+
+
+def _start_cli_key_server(tmp_path, *options: str, preexec_fn=None):
+    """``dphe-bench keyserver`` (plain scheme, 2 users, D = 4, plain HTTP on loopback) as a child; (child, url)."""
+    port = free_ports(1)[0]
+    argv = [
+        sys.executable, "-m", "dphe_bench.cli", "keyserver", "--set", "federation.users=2",
+        "--set", "crypto.scheme='plain'", "--dimension", "4", "--port", str(port),
+        "--tokens-dir", str(tmp_path / "tokens"), "--insecure-local-test", *options,
+    ]  # fmt: skip
+    log_path = tmp_path / "keyserver.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=preexec_fn,
+            start_new_session=True,  # stop_children signals the child's process group, not this one
+        )
+    child = Child("keyserver", process, log_path)
+    url = f"http://127.0.0.1:{port}"
+    client = KeyServerClient(url, None, timeout=5)
+    deadline = time.monotonic() + 60
+    while True:
+        assert child.running(), child.log_tail()
+        try:
+            client.status()
+            return child, url
+        except KeyServerError:
+            assert time.monotonic() < deadline, child.log_tail()
+            time.sleep(0.2)
+
+
+def _plain_round(url: str, tokens_dir) -> dict:
+    """Both users' updates summed by a plain aggregator and posted to the key server; its answer."""
+    backend = get_backend("python")
+    aggregator_client = KeyServerClient(url, read_token(tokens_dir / token_filename(Party(AGGREGATOR))), timeout=10)
+    aggregator = get_scheme("plain").aggregator(aggregator_client.setup(), backend)
+    for user_id in (0, 1):
+        setup = KeyServerClient(url, read_token(tokens_dir / token_filename(Party(USER, user_id))), timeout=10).setup()
+        aggregator.receive(get_scheme("plain").user(setup, backend).submit(np.full(4, user_id + 0.5), 0))
+    return aggregator_client.publish(aggregator.finish())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_keyserver_command_stops_after_an_aggregate_was_published(tmp_path, signum):
+    """A stop after a POST ends the process: no worker thread of the decryption keeps it alive."""
+    child, url = _start_cli_key_server(tmp_path)
+    try:
+        assert _plain_round(url, tmp_path / "tokens") == {"round": 0, "contributors": 2}
+        child.process.send_signal(signum)
+        try:
+            code = child.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the key server still runs 10 s after {signum.name}:\n{child.log_tail()}")
+        assert code == 0, child.log_tail()
+        log = child.log_path.read_text()
+        assert "keyserver: stopped after 1 published rounds" in log and "Traceback" not in log
+    finally:
+        stop_children([child])
+
+
+def test_the_connection_cap_follows_the_open_file_limit(tmp_path):
+    """At a hard limit of 400 descriptors, 500 idle connections meet the cap (400 - FD_HEADROOM), not the limit:
+    the ones beyond it are closed at once, accept() never runs out of descriptors, nothing logs a traceback, and
+    the server answers again as soon as the idle connections go."""
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+
+    child, url = _start_cli_key_server(tmp_path, preexec_fn=low_limit)
+    idle = []
+    try:
+        assert f"at most {400 - FD_HEADROOM} connections" in child.log_path.read_text()
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(500):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        with pytest.raises(KeyServerError):
+            KeyServerClient(url, None, timeout=2).status()
+        for sock in idle:
+            sock.close()
+        user = KeyServerClient(url, read_token(tmp_path / "tokens" / token_filename(Party(USER, 0))), timeout=10)
+        deadline = time.monotonic() + 20
+        while True:  # the server sees the closed connections on its next loop turns
+            try:
+                assert get_scheme("plain").user(user.setup(), get_backend("python")).user_id == 0
+                break
+            except KeyServerError:
+                assert time.monotonic() < deadline, child.log_tail()
+                time.sleep(0.2)
+        assert child.running()
+        log = child.log_path.read_text()
+        assert f"connection refused: {400 - FD_HEADROOM} connections already open" in log
+        assert "out of system resource" not in log and "Traceback" not in log
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_children([child])
+
+
+def test_event_loop_errors_are_one_line_each_and_rate_limited(caplog):
+    handler = LoopErrorLog(interval=3600)
+    error = OSError(24, "Too many open files")
+    with caplog.at_level(logging.ERROR, logger="dphe_bench.keyserver"):
+        for _ in range(1000):
+            handler(None, {"message": "socket.accept() out of system resource", "exception": error})
+        handler(None, {"message": "another error"})
+    assert [record.getMessage() for record in caplog.records] == [
+        "event loop: socket.accept() out of system resource: OSError: [Errno 24] Too many open files",
+        "event loop: another error",
+    ]
+    assert all(record.exc_info is None for record in caplog.records)
+    handler.interval = 0  # the interval has passed: the next one says how many were held back
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="dphe_bench.keyserver"):
+        handler(None, {"message": "socket.accept() out of system resource", "exception": error})
+    assert "and 999 times more" in caplog.text
+
+
+def test_the_connection_cap_must_fit_the_open_file_limit():
+    assert connection_cap(20_000) == 1024
+    assert connection_cap(1024) == 1024 - FD_HEADROOM
+    assert connection_cap(1024, 5) == 5
+    with pytest.raises(ValueError, match="must be in"):
+        connection_cap(1024, 1024 - FD_HEADROOM + 1)
+    with pytest.raises(ValueError, match="must be in"):
+        connection_cap(1024, 0)
+    with pytest.raises(ValueError, match="leaves no descriptor"):
+        connection_cap(FD_HEADROOM)
+
+
+def _keyserver_cli(tmp_path, *options: str) -> tuple[int, str, str]:
+    argv = ["keyserver", "--set", "federation.users=2", "--set", "crypto.scheme='plain'", "--dimension", "4"]
+    return call_cli([*argv, "--port", str(free_ports(1)[0]), *options])
+
+
+def test_unusable_tls_files_are_refused_before_anything_is_made(tmp_path):
+    certfile, keyfile = _self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_key = _self_signed(tmp_path / "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    cases = [
+        ((str(tmp_path / "missing.pem"), keyfile), "--tls-cert .*missing.pem is not a file"),
+        ((certfile, str(tmp_path / "missing.key")), "--tls-key .*missing.key is not a file"),
+        ((str(garbage), keyfile), "cannot be used"),
+        ((certfile, str(garbage)), "cannot be used"),
+        ((certfile, other_key), "cannot be used"),
+    ]
+    for (cert, key), reason in cases:
+        tokens = tmp_path / "tokens"
+        code, _, err = _keyserver_cli(tmp_path, "--tokens-dir", str(tokens), "--tls-cert", cert, "--tls-key", key)
+        assert code == 2 and re.search(reason, err), err
+        assert err.startswith("dphe-bench: error:") and err.count("\n") == 1 and "Traceback" not in err
+        assert not tokens.exists()
+
+
+def test_a_start_never_replaces_existing_tokens(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "aggregator.token").write_text("a running server's token\n")
+    code, _, err = _keyserver_cli(tmp_path, "--tokens-dir", str(tokens), "--insecure-local-test")
+    assert code == 2 and "already holds tokens (aggregator.token)" in err
+    assert (tokens / "aggregator.token").read_text() == "a running server's token\n"
+    assert sorted(path.name for path in tokens.iterdir()) == ["aggregator.token"]
+
+
+def test_a_refused_start_makes_no_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    tokens = tmp_path / "new" / "tokens"
+    code, _, err = _keyserver_cli(
+        tmp_path, "--tokens-dir", str(tokens), "--out", str(blocker / "out"), "--insecure-local-test"
+    )
+    assert code == 2 and "averages folder (--out)" in err and "is a file, not a folder" in err
+    assert not (tmp_path / "new").exists()
+    code, _, err = call_cli(
+        ["keyserver", "--set", "crypto.scheme='ckks'", "--dimension", "4", "--tokens-dir", str(tokens),
+         "--out", str(tmp_path / "out"), "--insecure-local-test"]
+    )  # fmt: skip
+    assert code == 2 and "does not serve scheme 'ckks'" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]

@@ -43,6 +43,7 @@ over TLS (``certfile`` + ``keyfile``), except with ``insecure_local_test`` on a 
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import threading
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ import numpy as np
 from dphe_bench.backends import Backend
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.limbs import LIMB_BYTES, limb_width
-from dphe_bench.errors import ConfigError, DpheError, KeyMismatchError, ProtocolError
+from dphe_bench.errors import ConfigError, DestinationError, DpheError, KeyMismatchError, ProtocolError
 from dphe_bench.files import write_atomically, write_text_atomically
 from dphe_bench.learning.config import Config
 from dphe_bench.schemes import KeyGenerator, get_scheme
@@ -121,6 +122,35 @@ def check_transport(host: str, certfile: str | None, keyfile: str | None, insecu
         raise ValueError(
             "the key server hands out P and the P_i and receives the aggregates: it needs TLS "
             "(--tls-cert and --tls-key), or --insecure-local-test for a test on 127.0.0.1"
+        )
+
+
+def check_destinations(tokens_dir: str, out_dir: str | None) -> None:
+    """Check the key server's folders before any is made: a start refuses rather than leave folders behind.
+
+    Each must be a folder, or makeable under an existing writable folder; and the tokens folder must hold no
+    ``*.token`` file: a start never replaces tokens, which may be those of a key server still running (its
+    parties would be locked out). Raises DestinationError naming the option and the problem.
+    """
+    for path, what in ((tokens_dir, "tokens folder (--tokens-dir)"), (out_dir, "averages folder (--out)")):
+        if path is None:
+            continue
+        if not str(path).strip():
+            raise DestinationError(f"{what} is empty: name a path")
+        path = Path(path)
+        for ancestor in (path, *path.parents):
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise DestinationError(f"{what} {path} cannot be made: {ancestor} is a file, not a folder")
+                if not os.access(ancestor, os.W_OK | os.X_OK):
+                    raise DestinationError(f"{what} {path} cannot be made: {ancestor} is not writable")
+                break
+    tokens = sorted(path.name for path in Path(tokens_dir).glob("*.token")) if Path(tokens_dir).is_dir() else []
+    if tokens:
+        raise DestinationError(
+            f"the tokens folder {tokens_dir} already holds tokens ({', '.join(tokens[:3])}"
+            f"{', ...' if len(tokens) > 3 else ''}), perhaps of a key server still running: a new start makes new "
+            "keys and would replace them; name an empty folder, or remove the old tokens once that server is stopped"
         )
 
 

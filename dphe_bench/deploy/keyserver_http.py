@@ -12,21 +12,33 @@ What the server holds against hostile clients (each limit is a parameter of ``st
 - a connection must deliver each whole request within ``read_timeout`` seconds of opening (or of its last
   answer), TLS handshakes end after ``handshake_timeout`` seconds, idle kept-alive connections after
   ``KEEP_ALIVE_S``; connections beyond ``max_connections`` are closed at once; listen backlog ``BACKLOG``;
-- decryption runs in a worker thread, so the event loop keeps answering status and average requests;
+- the connection cap follows the open-file limit: at start the soft RLIMIT_NOFILE is raised toward the hard
+  limit (as servers commonly do) and the cap is at most the soft limit less ``FD_HEADROOM`` (one loop turn's
+  accepts, ``BACKLOG``, plus 64), so idle connections cannot exhaust descriptors before the cap closes them
+  (while the cap is full, new connections are closed at once until idle ones time out);
+- errors the event loop reports (such as ``socket.accept() out of system resource``) are logged as one line
+  per distinct error, at most once per ``LOOP_ERROR_INTERVAL_S`` with a count of the repeats, never a traceback;
+- decryption runs in a daemon worker thread, so the event loop keeps answering status and average requests
+  and a stop (SIGINT, SIGTERM, ``shutdown()``) ends the process even while an aggregate is being decrypted;
 - each refused request is one log line (logger ``dphe_bench.keyserver``, or uvicorn's for parser errors),
   without a traceback; no ``Server`` header.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import resource
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import uvicorn
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -40,18 +52,117 @@ from dphe_bench.deploy.keyserver import (
     Party,
     check_transport,
 )
-from dphe_bench.errors import DpheError
+from dphe_bench.errors import ConfigError, DpheError
 
 READ_TIMEOUT_S = 30.0
 HANDSHAKE_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5
 MAX_CONNECTIONS = 1024
+# The listen backlog, which is also how many connections asyncio accepts in one loop turn before the cap can close
+# any: each takes a descriptor until then.
+BACKLOG = 128
+# Descriptors kept free beyond the connection cap: one loop turn's accepts, then the listener, logs, key and
+# average files, worker threads (the process holds about 10 at start).
+FD_HEADROOM = BACKLOG + 64
+LOOP_ERROR_INTERVAL_S = 60.0
+# Distinct event-loop errors remembered for rate limiting; the memory is cleared when it is full.
+LOOP_ERROR_KINDS = 100
 MAX_HEADER_BYTES = 16 * 1024
-BACKLOG = 1024
 _AVERAGE_PATH = re.compile(rf"^{API}/average/([0-9]{{1,18}})$")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 _QUIET_PATHS = (f"{API}/health", f"{API}/status")
 log = logging.getLogger("dphe_bench.keyserver")
+_T = TypeVar("_T")
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (when finite); returns the soft limit in force.
+
+    If the OS refuses, the limit stays as it was and the connection cap follows it (``connection_cap``).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open-file limit stays at %d (raising it to %d failed: %s)", soft, hard, exc)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def connection_cap(open_file_limit: int, requested: int | None = None) -> int:
+    """The connection cap for a soft open-file limit: ``requested`` (default ``MAX_CONNECTIONS``, lowered to
+    ``open_file_limit - FD_HEADROOM``). Raises ValueError when ``requested`` is not in [1, that bound], or the
+    limit leaves no descriptor for a connection."""
+    bound = MAX_CONNECTIONS if open_file_limit == resource.RLIM_INFINITY else open_file_limit - FD_HEADROOM
+    if bound < 1:
+        raise ValueError(
+            f"the open-file limit ({open_file_limit}) leaves no descriptor for a connection beyond the "
+            f"{FD_HEADROOM} the key server keeps: raise it (ulimit -n)"
+        )
+    if requested is None:
+        return min(MAX_CONNECTIONS, bound)
+    if not 1 <= requested <= bound:
+        raise ValueError(
+            f"the connection cap must be in [1, {bound}] (the open-file limit {open_file_limit} less "
+            f"{FD_HEADROOM} descriptors), not {requested}"
+        )
+    return requested
+
+
+class LoopErrorLog:
+    """An asyncio exception handler: one log line per distinct error, at most once per ``interval`` seconds.
+
+    asyncio's default handler logs a traceback for each error; an accept loop out of descriptors reports one
+    per attempt, tens of thousands a minute. Here the repeats within ``interval`` are counted and the count is
+    shown on the error's next line.
+    """
+
+    def __init__(self, interval: float = LOOP_ERROR_INTERVAL_S):
+        self.interval = interval
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        error = context.get("message", "event loop error")
+        if exc is not None:
+            error = f"{error}: {type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last, repeats = self._seen.get(error, (None, 0))
+        if last is not None and now - last < self.interval:
+            self._seen[error] = (last, repeats + 1)
+            return
+        if len(self._seen) >= LOOP_ERROR_KINDS:
+            self._seen.clear()
+        self._seen[error] = (now, 0)
+        more = f" (and {repeats} times more in the last {now - last:.0f} s)" if repeats else ""
+        log.error("event loop: %s%s", error, more)
+
+
+async def _in_daemon_thread(function: Callable[..., _T], *args: Any) -> _T:
+    """``function(*args)`` in a new daemon thread, awaited: a stop never waits for it (unlike a thread pool's)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def work() -> None:
+        result, error = None, None
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine, which raises it
+            error = exc
+        # RuntimeError: the loop closed meanwhile, so the server has stopped and nobody awaits this.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="keyserver-decryption", daemon=True).start()
+    return await future
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -67,11 +178,30 @@ def bind_listener(host: str, port: int) -> socket.socket:
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
-    """A server TLS context for the PEM certificate chain and key; TLS 1.2 at least."""
+    """A server TLS context for the PEM certificate chain and (unencrypted) key; TLS 1.2 at least.
+
+    Raises ConfigError naming the files when one is missing or unreadable, is not PEM, is an encrypted key,
+    or the key is not the certificate's.
+    """
+    for path, option in ((certfile, "--tls-cert"), (keyfile, "--tls-key")):
+        if not Path(path).is_file():
+            raise ConfigError(f"{option} {path} is not a file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile, keyfile)
+    try:
+        context.load_cert_chain(certfile, keyfile, password=_no_password)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ConfigError(
+            f"the TLS certificate {certfile} (--tls-cert) and key {keyfile} (--tls-key) cannot be used: {reason} "
+            "(both must be PEM, the key unencrypted and the certificate's own)"
+        ) from None
     return context
+
+
+def _no_password() -> bytes:
+    """The password callback of ``load_cert_chain``: the key server takes no encrypted key (it could not ask)."""
+    raise ConfigError("the TLS key is encrypted: give the key server an unencrypted key (mode 0600)")
 
 
 class _Protocol(HttpToolsProtocol):
@@ -262,7 +392,7 @@ class KeyServerApp:
             return self._refuse(request, 413, f"body of {length} bytes exceeds the {limit}-byte limit")
         body = await request.body()
         try:
-            round_index, contributors = await run_in_threadpool(self.service.publish, body)
+            round_index, contributors = await _in_daemon_thread(self.service.publish, body)
         except DecryptionRefused as exc:
             return self._refuse(request, 409, f"aggregate refused: {exc}")
         except DpheError as exc:
@@ -316,6 +446,7 @@ class KeyServer:
     ):
         self.service = service
         self.listener = listener
+        self.max_connections = max_connections
         self.tls = tls is not None
         self._tls_context = tls
         self._handshake_timeout = handshake_timeout
@@ -353,6 +484,7 @@ class KeyServer:
     def serve_forever(self) -> None:
         """Serve in this thread until ``shutdown()``; in the main thread SIGINT and SIGTERM also stop it."""
         loop = _EventLoop(self._tls_context, self._handshake_timeout)
+        loop.set_exception_handler(LoopErrorLog())
         try:
             loop.run_until_complete(self._server.serve(sockets=[self.listener]))
         finally:
@@ -377,15 +509,18 @@ def start_key_server(
     insecure_local_test: bool = False,
     read_timeout: float = READ_TIMEOUT_S,
     handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
-    max_connections: int = MAX_CONNECTIONS,
+    max_connections: int | None = None,
 ) -> KeyServer:
     """The key server of ``service`` on ``listener`` (from ``bind_listener``); call ``serve_forever()`` to serve.
 
-    Raises ValueError when the link would be insecure for the bound address (see ``check_transport``) or a
-    limit is not positive.
+    Raises this process's soft open-file limit toward its hard limit; ``max_connections`` defaults to
+    ``MAX_CONNECTIONS`` lowered to the limit less ``FD_HEADROOM`` (``connection_cap``). Raises ValueError when
+    the link would be insecure for the bound address (see ``check_transport``), a timeout is not positive or
+    the connection cap does not fit the open-file limit; ssl.SSLError or OSError for an unusable certificate.
     """
     check_transport(listener.getsockname()[0], certfile, keyfile, insecure_local_test)
-    if read_timeout <= 0 or handshake_timeout <= 0 or max_connections < 1:
-        raise ValueError("the read and handshake timeouts and the connection cap must be positive")
+    if read_timeout <= 0 or handshake_timeout <= 0:
+        raise ValueError("the read and handshake timeouts must be positive")
+    cap = connection_cap(raise_open_file_limit(), max_connections)
     tls = tls_context(certfile, keyfile) if certfile and keyfile else None
-    return KeyServer(service, listener, tls, read_timeout, handshake_timeout, max_connections)
+    return KeyServer(service, listener, tls, read_timeout, handshake_timeout, cap)
