@@ -369,3 +369,13 @@ def test_status_and_averages_are_served_while_an_aggregate_is_decrypted(tmp_path
             post.join(WAIT_S)
         assert answers == [{"round": 0, "contributors": 2}]
         np.testing.assert_allclose(clients[Party(USER, 1)].average(0, DIMENSION), 0.25, atol=1e-9)
+
+
+@pytest.mark.parametrize(("scheme", "status"), [("bearer", 200), ("BEARER", 200), ("Basic", 401), ("Bearer2", 401)])
+def test_the_bearer_scheme_name_is_case_insensitive(plain_service, scheme, status):
+    service, tokens = plain_service
+    token = read_token(tokens / token_filename(Party(USER, 0))).encode()
+    with _running(service) as server:
+        request = b"GET /v1/setup HTTP/1.1\r\n" + HOST + b"Authorization: " + scheme.encode() + b" " + token
+        answer, _ = _exchange(server.server_address[1], request + b"\r\nConnection: close\r\n\r\n")
+    assert _status(answer) == status

@@ -403,7 +403,8 @@ class KeyServerApp:
     def _authenticate(self, request: Request, path: str, *roles: str) -> Party | Response:
         """The caller's party if its token is valid and its role allowed; else the 401/403 answer."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        party = self.service.party(token.strip().encode("latin-1")) if scheme == "Bearer" else None
+        # The scheme name is case-insensitive (RFC 9110, 11.1).
+        party = self.service.party(token.strip().encode("latin-1")) if scheme.lower() == "bearer" else None
         if party is None:
             return self._refuse(request, 401, "missing or unknown bearer token")
         if party.role not in roles:
