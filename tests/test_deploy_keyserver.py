@@ -1,7 +1,5 @@
 """The key generator as a network service: transport rules, tokens, who may ask for what, a whole round over HTTP."""
 
-import datetime
-import ipaddress
 import logging
 import os
 import re
@@ -17,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from cli_helpers import call_cli
+from tls_helpers import self_signed
 
 from dphe_bench.backends import get_backend
 from dphe_bench.deploy.keyclient import KeyServerClient, KeyServerError, check_url, read_token
@@ -206,38 +205,8 @@ def test_a_rejected_aggregate_leaves_the_key_server_unchanged(key_server):
     assert service.rounds_published == 1
 
 
-def _self_signed(tmp_path):
-    """A certificate for 127.0.0.1 signed by its own key (PEM files), made with ``cryptography``."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dphe-bench test key server")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_key_server_over_tls(tmp_path):
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed(tmp_path)
     config = load_config(None, ["federation.users=2", "crypto.scheme=plain"])
     service = KeyService(
         key_generator_from_config(config, 8, get_backend("python")),
@@ -263,7 +232,7 @@ def test_key_server_over_tls(tmp_path):
 
 def test_keyserver_command_serves_over_tls_until_terminated(tmp_path):
     """``dphe-bench keyserver`` as its own process: TLS, tokens, setup for a user, a clean stop on SIGTERM."""
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed(tmp_path)
     port = free_ports(1)[0]
     argv = [
         sys.executable, "-m", "dphe_bench.cli", "keyserver", "--set", "federation.users=2",
@@ -427,9 +396,9 @@ def _keyserver_cli(tmp_path, *options: str) -> tuple[int, str, str]:
 
 
 def test_unusable_tls_files_are_refused_before_anything_is_made(tmp_path):
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed(tmp_path)
     (tmp_path / "other").mkdir()
-    _, other_key = _self_signed(tmp_path / "other")
+    _, other_key = self_signed(tmp_path / "other")
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     cases = [

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from cli_helpers import call_cli
+from tls_helpers import self_signed
 
 from dphe_bench.backends import get_backend
 from dphe_bench.deploy.keyclient import KeyServerClient, KeyServerError, read_token
@@ -251,41 +252,8 @@ def test_connections_beyond_the_cap_are_closed_at_once(plain_service, caplog):
     _no_traceback(caplog)
 
 
-def _self_signed(tmp_path):
-    """A certificate for 127.0.0.1 signed by its own key (PEM files), made with ``cryptography``."""
-    import datetime
-    import ipaddress
-
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dphe-bench test key server")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_tls_handshakes_time_out_and_failures_leave_no_traceback(plain_service, tmp_path, caplog):
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed(tmp_path)
     options = {"certfile": certfile, "keyfile": keyfile, "handshake_timeout": 1.0}
     with _running(plain_service[0], **options) as server, caplog.at_level(logging.DEBUG):
         port = server.server_address[1]
