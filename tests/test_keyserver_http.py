@@ -1,6 +1,5 @@
 """The key server's HTTP layer against hostile clients, on loopback: framing, limits, timeouts, logs."""
 
-import contextlib
 import logging
 import resource
 import socket
@@ -10,12 +9,12 @@ import time
 import numpy as np
 import pytest
 from cli_helpers import call_cli
+from keyserver_helpers import running_key_server
 from tls_helpers import self_signed
 
 from dphe_bench.backends import get_backend
 from dphe_bench.deploy.keyclient import KeyServerClient, KeyServerError, read_token
 from dphe_bench.deploy.keyserver import AGGREGATOR, USER, KeyService, Party, key_generator_from_config, token_filename
-from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
 from dphe_bench.learning.config import load_config
 from dphe_bench.schemes import get_scheme
 
@@ -33,19 +32,6 @@ def plain_service(tmp_path_factory):
     return KeyService(
         key_generator_from_config(config, DIMENSION, get_backend("python")), tokens, rounds=config.federation.rounds
     ), tokens
-
-
-@contextlib.contextmanager
-def _running(service: KeyService, host: str = "127.0.0.1", **options):
-    server = start_key_server(service, bind_listener(host, 0), insecure_local_test="certfile" not in options, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(WAIT_S)
 
 
 def _exchange(port: int, data: bytes, host: str = "127.0.0.1") -> tuple[bytes, bool]:
@@ -105,7 +91,7 @@ MALFORMED = {
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_requests_get_their_status_and_the_connection_closed(plain_service, caplog, name):
     data, status = MALFORMED[name]
-    with _running(plain_service[0]) as server, caplog.at_level(logging.INFO):
+    with running_key_server(plain_service[0]) as server, caplog.at_level(logging.INFO):
         answer, closed = _exchange(server.server_address[1], data)
         assert _status(answer) == status, answer[:200]
         assert closed
@@ -121,7 +107,7 @@ def test_a_smuggled_request_in_a_body_is_never_parsed(plain_service, caplog):
     """A POST refused before its body is read (401) closes the connection: its body is not a next request."""
     smuggled = b"GET /v1/SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"
     data = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled
-    with _running(plain_service[0]) as server, caplog.at_level(logging.INFO):
+    with running_key_server(plain_service[0]) as server, caplog.at_level(logging.INFO):
         answer, closed = _exchange(server.server_address[1], data)
     assert answer.count(b"HTTP/1.1 ") == 1 and _status(answer) == 401 and closed
     assert "SMUGGLED" not in caplog.text
@@ -133,7 +119,7 @@ def test_an_oversized_aggregate_is_refused_before_its_body_is_read(plain_service
     limit = service.max_aggregate_bytes
     assert limit == 1024 + 8 * DIMENSION
     head = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-    with _running(service) as server, caplog.at_level(logging.INFO):
+    with running_key_server(service) as server, caplog.at_level(logging.INFO):
         answer, closed = _exchange(server.server_address[1], head + b"Content-Length: %d\r\n\r\n" % (limit + 1))
         assert _status(answer) == 413 and closed
         assert f"exceeds the {limit}-byte limit".encode() in answer
@@ -161,7 +147,7 @@ def test_a_large_aggregate_sent_in_one_piece_is_published(tmp_path):
     body = aggregator.finish()
     token = read_token(tmp_path / "t" / token_filename(Party(AGGREGATOR))).encode()
     head = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-    with _running(service) as server:
+    with running_key_server(service) as server:
         port = server.server_address[1]
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
             sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -186,7 +172,7 @@ def test_the_body_limit_follows_the_dimension_and_the_key_size(tmp_path):
 
 
 def test_a_slow_client_is_cut_off_and_does_not_block_an_honest_request(plain_service, caplog):
-    with _running(plain_service[0], read_timeout=1.0) as server, caplog.at_level(logging.INFO):
+    with running_key_server(plain_service[0], read_timeout=1.0) as server, caplog.at_level(logging.INFO):
         port = server.server_address[1]
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as slow:
             slow.sendall(b"GET /v1/status HTTP/1.1\r\n")  # ... and never the rest
@@ -200,7 +186,7 @@ def test_a_body_that_never_ends_is_cut_off_without_a_traceback(plain_service, ca
     service, tokens = plain_service
     token = read_token(tokens / token_filename(Party(AGGREGATOR))).encode()
     head = b"POST /v1/aggregate HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + token + b"\r\n"
-    with _running(service, read_timeout=1.0) as server, caplog.at_level(logging.INFO):
+    with running_key_server(service, read_timeout=1.0) as server, caplog.at_level(logging.INFO):
         answer, closed = _exchange(server.server_address[1], head + b"Content-Length: 100\r\n\r\nDPHE")
         assert answer == b"" and closed
     assert service.rounds_published == 0
@@ -218,7 +204,7 @@ def test_a_thousand_idle_connections_do_not_block_an_honest_request(plain_servic
     service, tokens = plain_service
     idle = []
     try:
-        with _running(service) as server:
+        with running_key_server(service) as server:
             for _ in range(1000):
                 idle.append(socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=WAIT_S))
             user = KeyServerClient(server.url, read_token(tokens / token_filename(Party(USER, 0))), timeout=WAIT_S)
@@ -231,7 +217,7 @@ def test_a_thousand_idle_connections_do_not_block_an_honest_request(plain_servic
 
 
 def test_connections_beyond_the_cap_are_closed_at_once(plain_service, caplog):
-    with _running(plain_service[0], max_connections=5) as server, caplog.at_level(logging.INFO):
+    with running_key_server(plain_service[0], max_connections=5) as server, caplog.at_level(logging.INFO):
         port = server.server_address[1]
         idle = [socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) for _ in range(5)]
         try:
@@ -255,7 +241,7 @@ def test_connections_beyond_the_cap_are_closed_at_once(plain_service, caplog):
 def test_tls_handshakes_time_out_and_failures_leave_no_traceback(plain_service, tmp_path, caplog):
     certfile, keyfile = self_signed(tmp_path)
     options = {"certfile": certfile, "keyfile": keyfile, "handshake_timeout": 1.0}
-    with _running(plain_service[0], **options) as server, caplog.at_level(logging.DEBUG):
+    with running_key_server(plain_service[0], **options) as server, caplog.at_level(logging.DEBUG):
         port = server.server_address[1]
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as stalled:
             # A handshake never started, one that fails (plain HTTP to a TLS port), one the client aborts.
@@ -272,7 +258,7 @@ def test_ipv6_loopback(plain_service):
         socket.create_server(("::1", 0), family=socket.AF_INET6).close()
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
-    with _running(plain_service[0], host="::1") as server:
+    with running_key_server(plain_service[0], host="::1") as server:
         assert server.url.startswith("http://[::1]:")
         assert KeyServerClient(server.url, None, timeout=WAIT_S).status()["users"] == 2
 
@@ -312,7 +298,7 @@ def test_status_and_averages_are_served_while_an_aggregate_is_decrypted(tmp_path
     )
     tokens = tmp_path / "tokens"
     backend = get_backend("gmpy2")
-    with _running(service) as server:
+    with running_key_server(service) as server:
         clients = {
             p: KeyServerClient(server.url, read_token(tokens / token_filename(p)), timeout=WAIT_S)
             for p in [Party(AGGREGATOR), Party(USER, 0), Party(USER, 1)]
@@ -343,7 +329,7 @@ def test_status_and_averages_are_served_while_an_aggregate_is_decrypted(tmp_path
 def test_the_bearer_scheme_name_is_case_insensitive(plain_service, scheme, status):
     service, tokens = plain_service
     token = read_token(tokens / token_filename(Party(USER, 0))).encode()
-    with _running(service) as server:
+    with running_key_server(service) as server:
         request = b"GET /v1/setup HTTP/1.1\r\n" + HOST + b"Authorization: " + scheme.encode() + b" " + token
         answer, _ = _exchange(server.server_address[1], request + b"\r\nConnection: close\r\n\r\n")
     assert _status(answer) == status

@@ -7,13 +7,12 @@ an unprotected oracle (the key generator itself, whose refusals leave its state 
 recovers every weight exactly, and against the key server, where it learns nothing.
 """
 
-import contextlib
 import logging
 import secrets
-import threading
 
 import numpy as np
 import pytest
+from keyserver_helpers import running_key_server
 
 from dphe_bench.backends import get_backend
 from dphe_bench.crypto.batch import CiphertextBatch
@@ -29,7 +28,6 @@ from dphe_bench.deploy.keyserver import (
     key_generator_from_config,
     token_filename,
 )
-from dphe_bench.deploy.keyserver_http import bind_listener, start_key_server
 from dphe_bench.errors import BackendUnavailableError, ConfigError, DpheError, ProtocolError
 from dphe_bench.learning.config import load_config
 from dphe_bench.learning.pipeline import _present_users
@@ -41,19 +39,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 
 DIMENSION = 6
 USERS = 3
-
-
-@contextlib.contextmanager
-def _running(service: KeyService):
-    server = start_key_server(service, bind_listener("127.0.0.1", 0), insecure_local_test=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(30)
 
 
 def _service(tmp_path, scheme: str = "dphe", users: int = USERS, rounds: int = 3) -> KeyService:
@@ -183,7 +168,7 @@ def test_the_binary_search_learns_nothing_from_the_key_server(tmp_path, caplog):
         # The most rounds a config allows, so that the round cap plays no part here: the void alone stops it.
         service = _service(tmp_path / str(run), rounds=10_000)
         tokens_dir = tmp_path / str(run) / "tokens"
-        with _running(service) as server, caplog.at_level(logging.WARNING, logger="dphe_bench.keyserver"):
+        with running_key_server(service) as server, caplog.at_level(logging.WARNING, logger="dphe_bench.keyserver"):
             caplog.clear()
             ciphertext, secret = _one_weight_update(_client(server, tokens_dir, Party(USER, 1)).setup(), 1, value)
             oracle = _KeyServerOracle(_client(server, tokens_dir, Party(AGGREGATOR)))
@@ -225,7 +210,7 @@ def test_a_linear_probe_stops_after_the_federations_rounds(tmp_path):
         calls = _counting_decryptions(service)
         tokens_dir = tmp_path / str(run) / "tokens"
         public_key = service.key_generator.public_key
-        with _running(service) as server:
+        with running_key_server(service) as server:
             ciphertext, _ = _one_weight_update(_client(server, tokens_dir, Party(USER, 1)).setup(), 1, value)
             oracle = _KeyServerOracle(_client(server, tokens_dir, Party(AGGREGATOR)))
             for step in range(3 * rounds):

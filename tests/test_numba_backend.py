@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-import phe
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paillier_checks import check_round_trip
 
 from dphe_bench import get_backend
 from dphe_bench.backends.numba_backend import MAX_MODULUS_BITS, NARROW_BITS, _Modulus
@@ -194,14 +194,7 @@ def test_paillier_round_trip_aggregate_and_python_paillier(key_from_primes, thre
     backend = get_backend("numba", threads=threads, obfuscation=obfuscation, window_bits=6)
     n = public_key.n
     rows = [[0, 1, n - 1, secrets.randbelow(n)], [n - 1, 1, 1, secrets.randbelow(n)], [5, 0, n - 2, 7]]
-    batches = [backend.encrypt(public_key, row) for row in rows]
-    assert backend.decrypt(private_key, batches[0]) == rows[0]
-    total = backend.aggregate(public_key, batches)
-    sums = [sum(column) % n for column in zip(*rows, strict=True)]
-    assert backend.decrypt(private_key, total) == sums
-    phe_private = phe.PaillierPrivateKey(phe.PaillierPublicKey(n), private_key.p, private_key.q)
-    assert [phe_private.raw_decrypt(c) for c in batches[0].to_ints()] == rows[0]
-    assert [phe_private.raw_decrypt(c) for c in total.to_ints()] == sums
+    check_round_trip(backend, public_key, private_key, rows)
 
 
 def test_powmod_modulo_the_square_of_a_4096_bit_key(serial):

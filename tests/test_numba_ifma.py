@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import numpy as np
-import phe
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paillier_checks import check_round_trip
 
 from dphe_bench import get_backend
 from dphe_bench.backends.numba_ifma_layout import LANES, LIMB_BITS, WideModulus, from_lanes, to_lanes
@@ -263,14 +263,7 @@ def test_paillier_round_trip_aggregate_crt_decryption_and_python_paillier(key_fr
         backend = get_backend("numba", kernel="ifma", threads=2, obfuscation=obfuscation, window_bits=6)
     n = public_key.n
     rows = [[0, 1, n - 1, *(secrets.randbelow(n) for _ in range(6))], [n - 1, 1, 1, *range(6)], [5, 0, n - 2, *[7] * 6]]
-    batches = [backend.encrypt(public_key, row) for row in rows]
-    assert backend.decrypt(private_key, batches[0]) == rows[0]
-    total = backend.aggregate(public_key, batches)
-    sums = [sum(column) % n for column in zip(*rows, strict=True)]
-    assert backend.decrypt(private_key, total) == sums
-    phe_private = phe.PaillierPrivateKey(phe.PaillierPublicKey(n), private_key.p, private_key.q)
-    assert [phe_private.raw_decrypt(c) for c in batches[0].to_ints()] == rows[0]
-    assert [phe_private.raw_decrypt(c) for c in total.to_ints()] == sums
+    check_round_trip(backend, public_key, private_key, rows)
 
 
 def test_kernel_option_is_validated_and_rebuilds_the_backend(narrow):
