@@ -23,6 +23,7 @@ import pandas as pd
 
 from dphe_bench.bench.sweep import BASELINE_NAME, HEU_NAME, SWEEP_COLUMNS, is_sweep_header
 from dphe_bench.errors import DpheError
+from dphe_bench.learning.run_settings import RUN_SETTINGS, run_settings
 
 RUN_CSV_REQUIRED = ("dataset", "users", "scheme", "backend", "key_bits", "accuracy_scheme", "user_sparsity_mean")
 ASV_METADATA = ("machine.json", "benchmarks.json")
@@ -41,7 +42,8 @@ class ResultTables:
     sweep : pandas.DataFrame
         One row per sweep cell (``SWEEP_COLUMNS``), numeric columns as numbers.
     runs : pandas.DataFrame
-        One row per ``dphe-bench run`` (dataset, features, users, alpha, accuracies, sparsity, times, ...).
+        One row per ``dphe-bench run``: ``RUN_COLUMNS``, every setting that changes its result
+        (``RUN_SETTINGS``; NaN where unset, not applying, or not recorded by an older version), then its results.
     asv : pandas.DataFrame
         One row per asv benchmark x parameter set x commit (benchmark, params, value, unit, commit, machine).
     sources : list of Path
@@ -88,7 +90,7 @@ def load_results(paths: Iterable[str | Path]) -> ResultTables:
                 if kind == "sweep":
                     sweeps.append(pd.read_csv(file))
                 elif kind == "runs-csv":
-                    run_csvs.append(pd.read_csv(file))
+                    run_csvs.append(_read_runs_csv(file))
                 elif kind == "run-json":
                     run_rows.append(_run_row(json.loads(file.read_text(encoding="utf-8")), file.name))
                 else:
@@ -150,63 +152,85 @@ def tidy_sweep(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 # ---- runs ----------------------------------------------------------------------------------------------
 
-RUN_COLUMNS = (
-    "dataset",
-    "features",
-    "users",
-    "rounds",
-    "split",
-    "alpha",
-    "l1_ratio",
-    "scheme",
-    "backend",
-    "key_bits",
+RUN_RESULTS = (
     "dimension",
     "accuracy_centralised",
     "accuracy_plain",
     "accuracy_scheme",
+    "max_abs_diff_vs_plain",
     "user_sparsity_mean",
     "union_sparsity",
     "encrypt_s",
     "time_utc",
     "results_file",
 )
+RUN_COLUMNS = (*RUN_SETTINGS, *RUN_RESULTS)
+"""The runs table's columns: every setting that changes a run's result (``RUN_SETTINGS``), then its results."""
+
+# Columns of the runs table that hold text; every other column is read as numbers, whichever file it came from.
+_RUN_TEXT_COLUMNS = (
+    "dataset",
+    "features",
+    "data_path",
+    "engine",
+    "split",
+    "loss",
+    "scheme",
+    "backend",
+    "backend_config",
+    "obfuscation",
+    "time_utc",
+    "results_file",
+)
 
 
 def _run_row(data: dict, name: str) -> dict:
-    """One run JSON (``PipelineResult.to_dict``) as a flat row."""
+    """One run JSON (``PipelineResult.to_dict``) as a flat row of RUN_COLUMNS; NaN where the file does not say."""
     try:
-        cfg = data["config"]
-        scheme = cfg["crypto"]["scheme"]
+        settings = run_settings(data)
+        scheme = settings["scheme"]
         outcome = data["federated"][scheme]
         plain = data["federated"].get("plain")
         sparsities = outcome["user_sparsity"]
-        return {
-            "dataset": cfg["data"]["dataset"],
-            "features": cfg["data"].get("features", "pixels"),
-            "users": cfg["federation"]["users"],
-            "rounds": cfg["federation"]["rounds"],
-            "split": cfg["federation"]["split"],
-            "alpha": cfg["model"]["alpha"],
-            "l1_ratio": cfg["model"]["l1_ratio"],
-            "scheme": scheme,
-            "backend": data["backend"],
-            "key_bits": cfg["crypto"]["key_bits"],
+        results = {
             "dimension": data["dimension"],
             "accuracy_centralised": data["centralised_accuracy"],
-            "accuracy_plain": plain["accuracy"] if plain else np.nan,
+            "accuracy_plain": plain["accuracy"] if plain else None,
             "accuracy_scheme": outcome["accuracy"],
-            "user_sparsity_mean": sum(sparsities) / len(sparsities) if sparsities else np.nan,
+            "max_abs_diff_vs_plain": data.get("max_abs_diff_vs_plain"),
+            "user_sparsity_mean": sum(sparsities) / len(sparsities) if sparsities else None,
             "union_sparsity": outcome["union_sparsity"],
             "encrypt_s": outcome["timings_s"]["encrypt"],
-            "time_utc": data.get("environment", {}).get("time_utc", ""),
+            "time_utc": data.get("environment", {}).get("time_utc"),
             "results_file": name,
         }
     except (KeyError, TypeError) as exc:
         raise ReportInputError(f"{name}: run results lack {exc}") from exc
+    except ValueError as exc:
+        raise ReportInputError(f"{name}: {exc}") from exc
+    return {column: np.nan if value is None else value for column, value in {**settings, **results}.items()}
+
+
+def _read_runs_csv(file: Path) -> pd.DataFrame:
+    """A runs.csv as written: only empty cells are missing (``none``, ``NA`` and the like stay text).
+
+    Raises ReportInputError naming the column when a number column holds text.
+    """
+    runs = pd.read_csv(file, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(_RUN_TEXT_COLUMNS, str))
+    for column in set(RUN_COLUMNS).intersection(runs.columns).difference(_RUN_TEXT_COLUMNS):
+        try:
+            runs[column] = pd.to_numeric(runs[column])
+        except ValueError as exc:
+            raise ReportInputError(f"{file}: column {column} must hold numbers ({exc})") from None
+    return runs
 
 
 def _tidy_runs(json_rows: list[dict], csvs: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per run (a run's JSON wins over its runs.csv row), RUN_COLUMNS with the same types from both.
+
+    A runs.csv written by an earlier version lacks columns: they are NaN (features: ``pixels``, the only kind
+    then).
+    """
     runs = pd.DataFrame(json_rows, columns=RUN_COLUMNS)
     if csvs:
         from_csv = pd.concat(csvs, ignore_index=True).reindex(columns=RUN_COLUMNS)
@@ -215,7 +239,16 @@ def _tidy_runs(json_rows: list[dict], csvs: list[pd.DataFrame]) -> pd.DataFrame:
         from_csv = from_csv[~from_csv["results_file"].isin(seen)]
         runs = pd.concat([df for df in (runs, from_csv) if not df.empty], ignore_index=True)
         runs = runs.reindex(columns=RUN_COLUMNS)
-    return runs.drop_duplicates(subset="results_file", keep="first").reset_index(drop=True)
+    runs = runs.drop_duplicates(subset="results_file", keep="first").reset_index(drop=True)
+    for column in RUN_COLUMNS:
+        if column in _RUN_TEXT_COLUMNS:
+            runs[column] = runs[column].astype(object).where(runs[column].notna(), np.nan)
+        else:
+            try:
+                runs[column] = pd.to_numeric(runs[column])
+            except (ValueError, TypeError) as exc:
+                raise ReportInputError(f"run results: {column} must be a number ({exc})") from None
+    return runs
 
 
 # ---- asv -----------------------------------------------------------------------------------------------

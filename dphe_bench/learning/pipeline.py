@@ -46,6 +46,7 @@ class PipelineResult:
     config: Config
     backend: str
     backend_description: str
+    backend_options: dict[str, Any]
     dimension: int
     centralised_accuracy: float
     outcomes: dict[str, FederatedOutcome]
@@ -68,6 +69,7 @@ class PipelineResult:
         return {
             "config": self.config.to_dict(),
             "backend": self.backend,
+            "backend_options": self.backend_options,
             "backend_description": self.backend_description,
             "dimension": self.dimension,
             "centralised_accuracy": self.centralised_accuracy,
@@ -82,6 +84,21 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
     backend_name = resolve_backend_name(backend, config.crypto.backend)
     with get_backend(backend_name, **backend_options(config.crypto, backend_name)) as crypto_backend:
         return _run_all(config, backend_name, crypto_backend, progress)
+
+
+def resolved_backend_options(backend: Backend) -> dict[str, Any]:
+    """``backend.options()`` with every default resolved: the options it runs with.
+
+    Backends resolve their defaults when built (multiprocessing's workers and start method, numba's kernel
+    family), except numba's ``threads=None``: its parallel kernels then run on ``numba.get_num_threads()``
+    threads, and that number is written instead.
+    """
+    options = backend.options()
+    if backend.name == "numba" and options["threads"] is None:
+        import numba
+
+        options["threads"] = numba.get_num_threads()
+    return options
 
 
 def aggregation_error_bound(scheme: str, config: Config, contributed: np.ndarray) -> float | None:
@@ -123,6 +140,7 @@ def _run_all(config: Config, backend_name: str, crypto_backend: Backend, progres
         config=config,
         backend=backend_name,
         backend_description=crypto_backend.describe(),
+        backend_options=resolved_backend_options(crypto_backend),
         dimension=weight_dimension(len(dataset.classes), dataset.n_features),
         centralised_accuracy=accuracy(centralised, dataset.classes, dataset.X_test, dataset.y_test),
         outcomes=outcomes,

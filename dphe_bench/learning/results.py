@@ -1,4 +1,8 @@
-"""Run results: the summary table printed at the end of a run, and the JSON and CSV files written for it."""
+"""Run results: the summary table printed at the end of a run, and the JSON and CSV files written for it.
+
+runs.csv has one row per run: its time, every setting that changes its result (``RUN_SETTINGS``, empty where a
+setting is unset or does not apply, see ``run_settings``), then its results.
+"""
 
 import csv
 import io
@@ -10,23 +14,14 @@ from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.errors import DestinationError
 from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.learning.pipeline import PipelineResult
+from dphe_bench.learning.run_settings import RUN_SETTINGS, run_settings
 from dphe_bench.schemes import SCHEMES, ckks
 from dphe_bench.schemes.federation import PHASES
 
 CSV_NAME = "runs.csv"
 CSV_COLUMNS = (
     "time_utc",
-    "dataset",
-    "features",
-    "users",
-    "rounds",
-    "split",
-    "scheme",
-    "backend",
-    "key_bits",
-    "precision_bits",
-    "quantization_bits",
-    "quantization_range",
+    *RUN_SETTINGS,
     "dimension",
     "accuracy_centralised",
     "accuracy_plain",
@@ -168,36 +163,28 @@ def _write_run_results(result: PipelineResult) -> tuple[Path, Path]:
     if existing and not existing.endswith("\n"):
         existing += "\n"
 
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
+    now_ns = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 10**9)) + f"-{now_ns // 1000 % 1_000_000:06d}"
     cfg = result.config
     json_path = out_dir / f"run-{stamp}-{cfg.crypto.scheme}-{result.backend}.json"
-    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    data = result.to_dict()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     if not existing:
         writer.writeheader()
-    writer.writerow(_csv_row(result, json_path.name))
+    writer.writerow(_csv_row(result, data, json_path.name))
+    write_text_atomically(json_path, json.dumps(data, indent=2) + "\n")
     write_text_atomically(csv_path, existing + buffer.getvalue())
     return json_path, csv_path
 
 
-def _csv_row(result: PipelineResult, json_name: str) -> dict:
-    cfg = result.config
-    main = result.outcomes[cfg.crypto.scheme]
+def _csv_row(result: PipelineResult, data: dict, json_name: str) -> dict:
+    """The run's runs.csv row; its settings read from ``data`` (the JSON written), None written as empty."""
+    main = result.outcomes[result.config.crypto.scheme]
     plain = result.outcomes.get("plain")
     row = {
         "time_utc": result.environment["time_utc"],
-        "dataset": cfg.data.dataset,
-        "features": cfg.data.features,
-        "users": cfg.federation.users,
-        "rounds": cfg.federation.rounds,
-        "split": cfg.federation.split,
-        "scheme": cfg.crypto.scheme,
-        "backend": result.backend,
-        "key_bits": cfg.crypto.key_bits,
-        "precision_bits": cfg.crypto.precision_bits,
-        "quantization_bits": cfg.crypto.quantization_bits,
-        "quantization_range": cfg.crypto.quantization_range,
+        **run_settings(data),
         "dimension": result.dimension,
         "accuracy_centralised": result.centralised_accuracy,
         "accuracy_plain": plain.accuracy if plain else "",
