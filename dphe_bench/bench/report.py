@@ -1,8 +1,10 @@
-"""The performance report: tables and figures from sweep, run and asv results, next to the paper's numbers.
+"""The performance report: the paper's results next to ours, speed-ups, costs and figures, comparable rows only.
 
-``write_report(inputs, out_dir)`` reads the results (``report_data``), builds tidy tables (functions
-below), draws the figures (``report_figures``) and writes ``report.md``, ``figures/*.png`` and
-``tables/*.csv`` under ``out_dir``.
+``write_report(inputs, out_dir)`` reads the results (``report_data``), builds tidy tables (functions below),
+draws the figures (``report_figures``) and writes ``report.md``, ``figures/*.png`` and ``tables/*.csv`` under
+``out_dir``. Every table or figure that varies one setting holds every other setting fixed (``report_series``):
+results that differ in anything else are separate rows or lines, or are left out with a note. The tables'
+CSV files keep numbers in seconds and bytes; ``report.md`` writes them in human units.
 """
 
 from collections.abc import Sequence
@@ -13,7 +15,22 @@ import numpy as np
 import pandas as pd
 
 from dphe_bench.bench import report_figures
-from dphe_bench.bench.report_data import ReportInputError, ResultTables, load_results
+from dphe_bench.bench.report_data import RUN_SETTINGS, ReportInputError, ResultTables, load_results
+from dphe_bench.bench.report_series import (
+    BACKEND_SETTINGS,
+    SCHEME_SETTINGS,
+    SWEEP_SETTINGS,
+    Series,
+    backend_text,
+    caption,
+    comparable_series,
+    fixed_and_differing,
+    scheme_text,
+    series_label,
+    setting_text,
+    settings_frame,
+)
+from dphe_bench.bench.report_units import format_value, human_seconds, reader_column
 from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT, HEU_NAME
 from dphe_bench.errors import plain_list
 from dphe_bench.files import prepare_folder, write_atomically, write_text_atomically
@@ -27,9 +44,14 @@ PAPER_ENCRYPTION_S = {"dense": 620.0, "dphe": 62.0}
 PAPER_ACCURACY_VS_USERS = ((5, 89.3), (10, 88.9), (100, 85.6))
 PAPER_ACCURACY_VS_SPARSITY = ((0.01, 89.7), (0.956, 88.2))
 PAPER_SETTING = "Caltech101, ResNet features (D = 101 x 2048), Python + GMP on the authors' machine"
-DEFAULT_BACKEND_FOR_PROJECTION = ("gmpy2", 2048)
+PROJECTION_KEY_BITS = 2048
 # asv modules whose results appear in report.md (all of them go to tables/asv.csv).
 ASV_SUMMARY_MODULES = ("bench_paillier.", "bench_learning.")
+# What identifies a machine, and a backend configuration on it.
+MACHINE = ("host", "cpu")
+CONFIGURATION = (*MACHINE, "key_bits", *BACKEND_SETTINGS)
+# The settings of a sweep cell that bytes depend on: everything but the backend, plus whose serialisation.
+BYTES_SETTINGS = (*(s for s in SWEEP_SETTINGS if s not in BACKEND_SETTINGS), "serialisation")
 
 
 @dataclass
@@ -54,135 +76,94 @@ def default_inputs() -> list[Path]:
     return [p for p in found if p != DEFAULT_OUT or DEFAULT_OUT.parent not in found]
 
 
-# ---- tables --------------------------------------------------------------------------------------------
+# ---- derived columns -----------------------------------------------------------------------------------
+
+
+def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep with the columns the report compares.
+
+    ``encryption_per_user_s``: a user's whole encryption work, (precompute_s + encrypt_s) / users (``pool``'s
+    offline obfuscators included; one-time costs, ``tables_s`` and ``warm_up_s``, are not).
+    ``encryption_per_ciphertext_s``: the same per ciphertext. ``configuration``: ``backend_text`` of the row.
+    ``serialisation``: whose bytes (``heu`` for HEU cells, ``ours`` otherwise). ``backend_config`` falls back
+    to the backend label for files written before it was a column.
+    """
+    sweep = sweep.copy()
+    if sweep.empty:
+        for column in ("encryption_per_user_s", "encryption_per_ciphertext_s", "configuration", "serialisation"):
+            sweep[column] = pd.Series(dtype=object)
+        return sweep
+    precompute = sweep["precompute_s"].fillna(0.0) if "precompute_s" in sweep else 0.0
+    work = precompute + sweep["encrypt_s"]
+    ciphertexts = sweep["ciphertexts"].where(sweep["ciphertexts"] > 0)
+    sweep["backend_config"] = sweep["backend_config"].where(sweep["backend_config"].notna(), sweep["backend"])
+    sweep["encryption_per_user_s"] = work / sweep["users"]
+    sweep["encryption_per_ciphertext_s"] = work / ciphertexts
+    sweep["configuration"] = [backend_text(row) for _, row in sweep.iterrows()]
+    sweep["serialisation"] = np.where(sweep["backend_name"] == HEU_NAME, "heu", "ours")
+    return sweep
 
 
 def main_slice(sweep: pd.DataFrame, encrypted_only: bool = True) -> pd.DataFrame:
-    """The sweep rows of the (dimension, users) pair with the most encrypted cells: the main grid."""
+    """The rows of the (machine, D, users) with the most encrypted cells: the sweep's main grid."""
     encrypted = sweep[sweep["key_bits"] > 0]
     if encrypted.empty:
         return encrypted
-    dimension, users = encrypted.groupby(["dimension", "users"]).size().idxmax()
+    keys = [*MACHINE, "dimension", "users"]
+    text = settings_frame(encrypted, keys)
+    best = text.value_counts().idxmax()
     rows = encrypted if encrypted_only else sweep
-    return rows[(rows["dimension"] == dimension) & (rows["users"] == users)]
+    chosen = (settings_frame(rows, keys) == pd.Series(best, index=keys)).all(axis=1)
+    return rows[chosen]
 
 
-def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell, the columns a reader compares: times per user, ciphertexts and bytes per user."""
-    columns = {
-        "dimension": "D",
-        "users": "users",
-        "key_bits": "key bits",
-        "sparsity": "sparsity",
-        "scheme": "scheme",
-        "backend": "backend",
-        "encrypt_per_user_s": "encrypt / user (s)",
-        "aggregate_s": "aggregate (s)",
-        "decrypt_s": "decrypt (s)",
-        "ciphertexts_per_user": "ciphertexts / user",
-        "bytes_per_user": "bytes / user",
-        "max_abs_error": "max |error|",
-    }
-    order = ["dimension", "users", "key_bits", "sparsity", "scheme", "backend"]
-    return sweep.sort_values(order)[list(columns)].rename(columns=columns).reset_index(drop=True)
+# ---- headline: the paper's three results next to ours ------------------------------------------------
 
 
-def scheme_cost_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Cost of every scheme next to what it leaks, on the main grid (largest measured D and users).
+def headline_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Paper table 1: one user's encryption of 200,000 weights, dense vs DPHE at 95.6 % sparsity.
 
-    One row per (scheme, backend, key bits, sparsity): encryption seconds and bytes sent per user,
-    ciphertexts per user, and the scheme's leakage (``Scheme.leakage``). Baseline rows are left out.
-    """
-    rows = main_slice(sweep, encrypted_only=False)
-    rows = rows[~rows["baseline"]] if "baseline" in rows else rows
-    table = rows.assign(leakage=rows["scheme_name"].map(lambda name: SCHEMES[name].leakage if name in SCHEMES else ""))
-    columns = {
-        "scheme": "scheme",
-        "backend": "backend",
-        "key_bits": "key bits",
-        "sparsity": "sparsity",
-        "encrypt_per_user_s": "encrypt / user (s)",
-        "bytes_per_user": "bytes / user",
-        "ciphertexts_per_user": "ciphertexts / user",
-        "leakage": "the aggregator learns",
-    }
-    order = ["scheme", "backend", "key_bits", "sparsity"]
-    return table.sort_values(order)[list(columns)].rename(columns=columns).reset_index(drop=True)
-
-
-def speedup_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Encryption speed-up of every backend over the python-paillier cell with the same values, and over the
-    fastest SecretFlow HEU cell with the same values (``dphe-bench sweep --heu VARIANT``).
-
-    Returns columns dimension, users, sparsity, key_bits, scheme, backend, encrypt_s, baseline_encrypt_s,
-    speedup (baseline_encrypt_s / encrypt_s), heu_encrypt_s and vs_heu (heu_encrypt_s / encrypt_s; NaN where no
-    HEU cell ran). Cells without a python-paillier partner are left out; HEU cells are baselines, not rows.
-    """
-    keys = ["dimension", "users", "sparsity", "key_bits", "scheme", "seed"]
-    encrypted = sweep[(sweep["key_bits"] > 0) & (sweep["encrypt_s"] > 0)]
-    baseline = encrypted[encrypted["backend_name"] == BASELINE_NAME][[*keys, "encrypt_s"]]
-    fastest_heu = (
-        encrypted[encrypted["backend_name"] == HEU_NAME]
-        .groupby(keys, as_index=False)["encrypt_s"]
-        .min()
-        .rename(columns={"encrypt_s": "heu_encrypt_s"})
-    )
-    ours = encrypted[~encrypted["backend_name"].isin([BASELINE_NAME, HEU_NAME])][[*keys, "backend", "encrypt_s"]]
-    merged = ours.merge(baseline, on=keys, suffixes=("", "_baseline")).rename(
-        columns={"encrypt_s_baseline": "baseline_encrypt_s"}
-    )
-    merged["speedup"] = merged["baseline_encrypt_s"] / merged["encrypt_s"]
-    merged = merged.merge(fastest_heu, on=keys, how="left")
-    merged["vs_heu"] = merged["heu_encrypt_s"] / merged["encrypt_s"]
-    return merged.drop(columns="seed").sort_values([*keys[:-1], "backend"]).reset_index(drop=True)
-
-
-def speedup_summary(speedups: pd.DataFrame) -> pd.DataFrame:
-    """Geometric mean, minimum and maximum speed-up per backend and key size, with the number of cells, and the
-    geometric mean over the fastest HEU Paillier of the cells that have one (``vs HEU``; NaN where none does)."""
-    logs = speedups.assign(log=np.log(speedups["speedup"]), log_heu=np.log(speedups["vs_heu"]))
-    grouped = logs.groupby(["backend", "key_bits"])
-    return pd.DataFrame(
-        {
-            "speed-up (geometric mean)": np.exp(grouped["log"].mean()),
-            "min": grouped["speedup"].min(),
-            "max": grouped["speedup"].max(),
-            "cells": grouped.size(),
-            "vs HEU (geometric mean)": np.exp(grouped["log_heu"].mean()),
-        }
-    ).reset_index()
-
-
-def paper_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Paper table 1: time to encrypt 200,000 weights, dense vs DPHE at 95.6 % sparsity, per user.
-
-    Uses sweep cells at D = 200,000 where they exist ("measured"); otherwise scales the cells of the
-    largest D linearly in D ("projected": encryption time is linear in the number of ciphertexts).
-    DPHE needs a cell at sparsity 0.956; dense takes the median over sparsities (it does not depend on it).
+    ``sweep``: ``with_derived`` rows. Per machine, backend and key size, the configuration with the fastest DPHE
+    cell (measured at D = 200,000 before projected ones, then by time) and, for that same configuration, the
+    dense time: measured at D = 200,000 where that cell exists, else scaled linearly from the largest D measured
+    (encryption is linear in the number of ciphertexts), and the basis says which. Times are
+    ``encryption_per_user_s``.
     """
     rows = [
         {
             "source": "paper",
             "backend": "python-paillier + GMP",
-            "key bits": "",
+            "configuration": "the authors' machine (2017)",
+            "key bits": np.nan,
             "dense (s)": PAPER_ENCRYPTION_S["dense"],
             "dphe at 95.6 % (s)": PAPER_ENCRYPTION_S["dphe"],
             "dense / dphe": PAPER_ENCRYPTION_S["dense"] / PAPER_ENCRYPTION_S["dphe"],
             "basis": "measured (paper)",
         }
     ]
-    encrypted = sweep[sweep["key_bits"] > 0]
-    for (backend, key_bits), cells in encrypted.groupby(["backend", "key_bits"], sort=True):
-        dense = _per_user_at_paper_size(cells[cells["scheme"] == "dense"])
-        dphe = _per_user_at_paper_size(cells[(cells["scheme"] == "dphe") & np.isclose(cells["sparsity"], 0.956)])
-        if dense is None and dphe is None:
-            continue
-        basis = sorted({part[1] for part in (dense, dphe) if part is not None})
+    cells = sweep[(sweep["key_bits"] > 0) & sweep["scheme_name"].isin(["dense", "dphe"])]
+    cells = cells[(cells["scheme_name"] == "dense") | np.isclose(cells["sparsity"], PAPER_SPARSITY)]
+    if cells.empty:
+        return pd.DataFrame(rows)
+    candidates = []
+    for _, group in _groups(cells, CONFIGURATION):
+        dense = _at_paper_size(group[group["scheme_name"] == "dense"])
+        dphe = _at_paper_size(group[group["scheme_name"] == "dphe"])
+        first = group.iloc[0]
+        rank = [(0 if part[2] else 1, part[0]) if part else (2, np.inf) for part in (dphe, dense)]
+        candidates.append((first, dense, dphe, rank))
+    for _, choices in pd.Series(candidates).groupby(
+        [f"{c[0]['host']}|{c[0]['backend_name']}|{int(c[0]['key_bits'])}" for c in candidates], sort=True
+    ):
+        first, dense, dphe, _ = min(choices, key=lambda c: c[3])
+        name = first["backend_name"]
+        basis = [f"{scheme}: {part[1]}" for scheme, part in (("dense", dense), ("dphe", dphe)) if part]
         rows.append(
             {
-                "source": "SecretFlow HEU" if backend.startswith(f"{HEU_NAME}:") else "ours",
-                "backend": backend,
-                "key bits": int(key_bits),
+                "source": {BASELINE_NAME: "baseline", HEU_NAME: "SecretFlow HEU"}.get(name, "ours"),
+                "backend": name,
+                "configuration": first["configuration"],
+                "key bits": int(first["key_bits"]),
                 "dense (s)": dense[0] if dense else np.nan,
                 "dphe at 95.6 % (s)": dphe[0] if dphe else np.nan,
                 "dense / dphe": dense[0] / dphe[0] if dense and dphe else np.nan,
@@ -192,104 +173,296 @@ def paper_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _per_user_at_paper_size(cells: pd.DataFrame) -> tuple[float, str] | None:
+def _at_paper_size(cells: pd.DataFrame) -> tuple[float, str, bool] | None:
+    """(seconds per user at D = 200,000, basis, measured?) from cells of one configuration and scheme."""
     if cells.empty:
         return None
     exact = cells[cells["dimension"] == PAPER_DIMENSION]
     if not exact.empty:
-        return float(exact["encrypt_per_user_s"].median()), "measured at D = 200,000"
+        return float(exact["encryption_per_user_s"].median()), "measured at D = 200,000", True
     largest = cells[cells["dimension"] == cells["dimension"].max()]
     dimension = int(largest["dimension"].iloc[0])
-    scaled = largest["encrypt_per_user_s"].median() * PAPER_DIMENSION / dimension
-    return float(scaled), f"projected from D = {dimension:,}"
+    scaled = float(largest["encryption_per_user_s"].median()) * PAPER_DIMENSION / dimension
+    return scaled, f"projected from D = {dimension:,} (x{PAPER_DIMENSION / dimension:,.0f})", False
 
 
-def paper_users_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Paper table 2: accuracy (%) vs number of users, the paper's Caltech101 column next to our runs."""
+def accuracy_vs_users_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Series], list[str], str]:
+    """Paper table 2: accuracy (%) against users, the paper's column next to one column per comparable series.
+
+    Returns (table, series, their labels, caption). A series: runs that differ only in ``users``.
+    """
     table = pd.DataFrame({"users": [u for u, _ in PAPER_ACCURACY_VS_USERS]})
     table["paper: Caltech101 (%)"] = [a for _, a in PAPER_ACCURACY_VS_USERS]
-    if runs.empty:
-        return table
-    runs = series_varying(runs, "users", ["dataset", "features", "scheme", "alpha"])
-    ours = (
-        runs.assign(
-            series=runs["dataset"]
-            + " / "
-            + runs["features"]
-            + ", "
-            + runs["scheme"]
-            + runs["alpha"].map(", alpha {:g}".format)
-        )
-        .groupby(["users", "series"])["accuracy_scheme"]
-        .mean()
-        .mul(100.0)
-        .unstack("series")
-        .add_prefix("ours: ")
-        .add_suffix(" (%)")
-        .reset_index()
-    )
-    return table.merge(ours, on="users", how="outer").sort_values("users").reset_index(drop=True)
+    series, labels, text = _run_series(runs, "users")
+    for one, label in zip(series, labels, strict=True):
+        column = f"ours: {label} (%)"
+        means = one.rows.groupby("users")["accuracy_scheme"].mean().mul(100.0).rename(column).reset_index()
+        table = table.merge(means, on="users", how="outer")
+    return table.sort_values("users").reset_index(drop=True), series, labels, text
 
 
-def series_varying(runs: pd.DataFrame, varied: str, series: list[str]) -> pd.DataFrame:
-    """The runs of the series (groups by ``series``) in which ``varied`` takes at least two values.
+def accuracy_vs_sparsity_table(
+    runs: pd.DataFrame, sweep: pd.DataFrame
+) -> tuple[pd.DataFrame, list[Series], list[str], str]:
+    """Paper table 3: accuracy against the users' weight sparsity (elastic-net ``model.alpha`` varied).
 
-    All runs when no series varies it: a sweep over users at one alpha should not be averaged with runs
-    that varied alpha at one number of users.
-    """
-    counts = runs.groupby(series)[varied].transform("nunique")
-    return runs[counts >= 2] if (counts >= 2).any() else runs
-
-
-def paper_sparsity_table(runs: pd.DataFrame, sweep: pd.DataFrame) -> pd.DataFrame:
-    """Paper table 3: accuracy and encryption time vs sparsity.
-
-    Our rows: each run's mean user sparsity and accuracy, and the time one user would need to encrypt
-    the non-zeros of 200,000 weights at that sparsity with DPHE, projected from the sweep's median DPHE
-    time per ciphertext (gmpy2 at 2048 bits where measured).
+    Our rows: one per (series, model alpha), mean over repeats. The encryption column projects one user's DPHE
+    encryption of 200,000 weights at that sparsity from the fastest DPHE configuration measured at D = 200,000
+    and 2048-bit keys (its seconds per ciphertext; ``table.attrs["projection"]`` says which); the paper's
+    value is measured.
     """
     rows = [
         {
             "source": "paper: Caltech101",
-            "alpha": np.nan,
+            "model alpha": np.nan,
             "sparsity": sparsity,
             "accuracy (%)": accuracy,
             "dphe encryption of 200k weights (s)": PAPER_ENCRYPTION_S["dphe"] if sparsity == PAPER_SPARSITY else np.nan,
         }
         for sparsity, accuracy in PAPER_ACCURACY_VS_SPARSITY
     ]
-    per_ciphertext, label = _dphe_seconds_per_ciphertext(sweep)
-    for _, run in runs.sort_values(["dataset", "features", "alpha"]).iterrows():
-        rows.append(
-            {
-                "source": f"ours: {run['dataset']} / {run['features']}, {run['users']} users",
-                "alpha": run["alpha"],
-                "sparsity": run["user_sparsity_mean"],
-                "accuracy (%)": 100.0 * run["accuracy_scheme"],
-                "dphe encryption of 200k weights (s)": per_ciphertext
-                * PAPER_DIMENSION
-                * (1.0 - run["user_sparsity_mean"]),
-            }
-        )
+    per_ciphertext, projection = _dphe_seconds_per_ciphertext(sweep)
+    series, labels, text = _run_series(runs, "alpha")
+    for one, label in zip(series, labels, strict=True):
+        points = one.rows.groupby("alpha")[["user_sparsity_mean", "accuracy_scheme"]].mean()
+        for alpha, point in points.iterrows():
+            rows.append(
+                {
+                    "source": f"ours: {label}",
+                    "model alpha": alpha,
+                    "sparsity": point["user_sparsity_mean"],
+                    "accuracy (%)": 100.0 * point["accuracy_scheme"],
+                    "dphe encryption of 200k weights (s)": per_ciphertext
+                    * PAPER_DIMENSION
+                    * (1.0 - point["user_sparsity_mean"]),
+                }
+            )
     table = pd.DataFrame(rows)
-    table.attrs["projection"] = label
-    return table
+    table.attrs["projection"] = projection
+    return table, series, labels, text
 
 
 def _dphe_seconds_per_ciphertext(sweep: pd.DataFrame) -> tuple[float, str]:
-    """Median DPHE encryption time per ciphertext: gmpy2 at 2048 bits if measured, else the fastest backend
-    at the key size closest to 2048 bits; cells of the largest D (least per-call overhead)."""
-    cells = sweep[(sweep["scheme"] == "dphe") & (sweep["ciphertexts"] > 0) & ~sweep["baseline"]]
+    """The fastest measured DPHE seconds per ciphertext at D = 200,000 and 2048-bit keys (ours, not baselines)."""
+    cells = sweep[
+        (sweep["scheme_name"] == "dphe")
+        & (sweep["key_bits"] == PROJECTION_KEY_BITS)
+        & (sweep["dimension"] == PAPER_DIMENSION)
+        & ~sweep["baseline"]
+    ].dropna(subset=["encryption_per_ciphertext_s"])
     if cells.empty:
-        return np.nan, "no DPHE sweep cells"
-    preferred_backend, preferred_bits = DEFAULT_BACKEND_FOR_PROJECTION
-    key_bits = min(cells["key_bits"].unique(), key=lambda bits: abs(bits - preferred_bits))
-    cells = cells[cells["key_bits"] == key_bits]
-    cells = cells[cells["dimension"] == cells["dimension"].max()]
-    per_backend = cells.groupby("backend")["encrypt_per_ciphertext_s"].median()
-    backend = preferred_backend if preferred_backend in per_backend.index else per_backend.idxmin()
-    seconds = float(per_backend[backend])
-    return seconds, f"{backend}, {int(key_bits)}-bit keys, {seconds * 1000:.2f} ms per ciphertext"
+        return np.nan, f"no DPHE cell at D = 200,000 and {PROJECTION_KEY_BITS}-bit keys to project from"
+    best = cells.loc[cells["encryption_per_ciphertext_s"].idxmin()]
+    seconds = float(best["encryption_per_ciphertext_s"])
+    return seconds, (
+        f"{human_seconds(seconds)} per ciphertext: {best['configuration']}, {PROJECTION_KEY_BITS}-bit keys, "
+        f"measured at D = 200,000, sparsity {setting_text(best['sparsity'])}"
+    )
+
+
+def _run_series(runs: pd.DataFrame, varied: str) -> tuple[list[Series], list[str], str]:
+    """Comparable series of runs over ``varied``, their labels and the caption (fixed settings, left-out runs)."""
+    series, left_out = comparable_series(runs, varied, RUN_SETTINGS)
+    fixed, differing = fixed_and_differing(series)
+    labels = unique_labels(series, differing)
+    text = caption(fixed, row=series[0].rows.iloc[0]) if series else ""
+    if len(left_out):
+        text += (
+            f" {len(left_out)} run(s) left out: no other run differs from them only in "
+            f"{SETTING_WORDS.get(varied, varied)}."
+        )
+    return series, labels, text.strip()
+
+
+SETTING_WORDS = {"alpha": "model.alpha", "users": "federation.users", "sparsity": "sparsity", "key_bits": "key size"}
+
+
+def unique_labels(series: Sequence[Series], differing: Sequence[str], omit: Sequence[str] = ()) -> list[str]:
+    """``series_label`` of each series (``backend_text`` where no setting differs). Series that differ only in
+    ``omit`` (the panels' settings) share a label;
+    where others would, the raw values of the settings that tell them apart follow."""
+    shown = [name for name in differing if name not in set(omit)]
+    labels = [series_label(one, differing, omit) or backend_text(one.rows.iloc[0]) for one in series]
+    for label in set(labels):
+        members = [i for i, text in enumerate(labels) if text == label]
+        apart = [name for name in shown if len({series[i].setting(name) for i in members}) > 1]
+        for i in members if apart else ():
+            labels[i] = label + " [" + ", ".join(f"{name}={series[i].setting(name)}" for name in apart) + "]"
+    return labels
+
+
+# ---- speed-ups, one-time costs, schemes ----------------------------------------------------------------
+
+PAIR_KEYS = (*MACHINE, "dimension", "users", "sparsity", "key_bits", "scheme", "seed")
+
+
+def speedup_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Every encrypted cell of ours against python-paillier on the same values, same machine, same grid point.
+
+    ``sweep``: ``with_derived`` rows. Columns: the pair keys, ``configuration`` and ``backend_config``,
+    ``encryption_s`` (ours, per user, pool's precompute included), ``encrypt_s`` (online only),
+    ``baseline_s``, ``speedup`` (baseline_s / encryption_s), ``online_speedup`` (baseline_s / online
+    encryption per user), ``heu_s`` and ``vs_heu`` (the fastest HEU cell on the same values; NaN where none ran),
+    ``heu_configuration``, ``load_average``, ``time_utc``.
+    """
+    keys = list(PAIR_KEYS)
+    encrypted = sweep[(sweep["key_bits"] > 0) & (sweep["encryption_per_user_s"] > 0)].copy()
+    encrypted[keys] = settings_frame(encrypted, keys)
+    baseline = encrypted[encrypted["backend_name"] == BASELINE_NAME][[*keys, "encryption_per_user_s"]]
+    baseline = baseline.rename(columns={"encryption_per_user_s": "baseline_s"}).drop_duplicates(keys, keep="last")
+    heu_cells = encrypted[encrypted["backend_name"] == HEU_NAME].sort_values("encryption_per_user_s")
+    heu = heu_cells.drop_duplicates(keys, keep="first")[[*keys, "encryption_per_user_s", "configuration"]]
+    heu = heu.rename(columns={"encryption_per_user_s": "heu_s", "configuration": "heu_configuration"})
+    ours = encrypted[~encrypted["baseline"]]
+    ours = ours.assign(
+        encryption_s=ours["encryption_per_user_s"], online_s=ours["encrypt_s"] / ours["users"].astype(float)
+    )
+    merged = ours[
+        [*keys, "configuration", "backend_config", "encryption_s", "online_s", "load_average", "time_utc"]
+    ].merge(baseline, on=keys)
+    merged = merged.merge(heu, on=keys, how="left")
+    merged["speedup"] = merged["baseline_s"] / merged["encryption_s"]
+    merged["online_speedup"] = merged["baseline_s"] / merged["online_s"]
+    merged["vs_heu"] = merged["heu_s"] / merged["encryption_s"]
+    return merged.sort_values([*keys, "configuration"]).reset_index(drop=True)
+
+
+def speedup_summary(speedups: pd.DataFrame) -> pd.DataFrame:
+    """One row per machine, D, users, key size and backend configuration: geometric means over its cells.
+
+    ``vs HEU`` is the geometric mean over the cells that have an HEU cell on the same values, and ``HEU cells``
+    counts them (so both numbers describe the same cells). ``online only``: the same without ``pool``'s
+    offline precomputation (equal to the speed-up for the other modes). ``load``: the 1-minute load average
+    range of the cells, ``date``: their UTC dates.
+    """
+    if speedups.empty:
+        return pd.DataFrame()
+    rows = []
+    keys = [*MACHINE, "dimension", "users", "key_bits", "backend_config"]
+    for _, group in speedups.groupby(keys, sort=True):
+        with_heu = group["vs_heu"].dropna()
+        first = group.iloc[0]
+        load = pd.to_numeric(group["load_average"], errors="coerce").dropna()
+        dates = sorted({str(t)[:10] for t in group["time_utc"].dropna()})
+        rows.append(
+            {
+                "configuration": first["configuration"],
+                "key bits": int(float(first["key_bits"])),
+                "D": int(float(first["dimension"])),
+                "users": int(float(first["users"])),
+                "speed-up (geometric mean)": _geometric_mean(group["speedup"]),
+                "min": group["speedup"].min(),
+                "max": group["speedup"].max(),
+                "online only": _geometric_mean(group["online_speedup"]),
+                "cells": len(group),
+                "vs HEU (geometric mean)": _geometric_mean(with_heu) if len(with_heu) else np.nan,
+                "HEU cells": len(with_heu),
+                "load": _range(load),
+                "date": " to ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "",
+                "host": first["host"],
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["host", "D", "users", "key bits", "speed-up (geometric mean)"])
+
+
+def _range(values: pd.Series) -> str:
+    """``1.1-2.3``, or ``1.3`` when every value rounds alike; "" for none."""
+    if not len(values):
+        return ""
+    low, high = f"{values.min():.1f}", f"{values.max():.1f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def _geometric_mean(values: pd.Series) -> float:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(np.exp(np.log(values).mean())) if len(values) else np.nan
+
+
+def one_time_costs_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """One-time costs per machine, backend configuration and key size, kept apart from per-round times.
+
+    ``warm-up (s)``: the backend's warm-up in the sweep process (kernels compiled or loaded, workers started);
+    ``djn table (s)``: building the fixed-base table for one key (median over the cells that built one).
+    """
+    if "warm_up_s" not in sweep or "tables_s" not in sweep:
+        return pd.DataFrame()
+    encrypted = sweep[(sweep["key_bits"] > 0) & ~sweep["baseline"]]
+    rows = []
+    for _, group in _groups(encrypted, CONFIGURATION):
+        tables = group["tables_s"][group["tables_s"] > 0]
+        warm = group["warm_up_s"].dropna()
+        if warm.empty and tables.empty:
+            continue
+        rows.append(
+            {
+                "configuration": group["configuration"].iloc[0],
+                "key bits": int(group["key_bits"].iloc[0]),
+                "warm-up (s)": warm.median() if len(warm) else np.nan,
+                "djn table (s)": tables.median() if len(tables) else np.nan,
+                "cells": len(group),
+                "host": group["host"].iloc[0],
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["host", "configuration", "key bits"]) if rows else pd.DataFrame()
+
+
+def scheme_cost_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Each scheme at its fastest configuration on the main grid, next to what it leaks.
+
+    One row per (scheme and its options, key bits, sparsity) of ``main_slice``: the fastest backend
+    configuration's encryption per user (and which it is), ciphertexts and bytes per user (the same on every
+    backend), and the scheme's leakage (``Scheme.leakage``). Baselines are left out.
+    """
+    rows = main_slice(sweep, encrypted_only=False)
+    rows = rows[~rows["baseline"]]
+    out = []
+    for _, group in _groups(rows, [*SCHEME_SETTINGS, "key_bits", "sparsity"]):
+        best = group.loc[group["encryption_per_user_s"].idxmin()]
+        out.append(
+            {
+                "scheme": scheme_text(best),
+                "key bits": int(best["key_bits"]) or np.nan,
+                "sparsity": best["sparsity"],
+                "encryption / user (s)": best["encryption_per_user_s"],
+                "fastest configuration": best["configuration"] if best["key_bits"] > 0 else "no Paillier",
+                "ciphertexts / user": best["ciphertexts_per_user"],
+                "sent / user (bytes)": best["bytes_per_user"],
+                "the aggregator learns": SCHEMES[best["scheme_name"]].leakage if best["scheme_name"] in SCHEMES else "",
+            }
+        )
+    if not out:
+        return pd.DataFrame()
+    return pd.DataFrame(out).sort_values(["scheme", "key bits", "sparsity"], na_position="first")
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Every cell with its settings and costs (seconds and bytes; ``report.md`` writes them in human units)."""
+    columns = {
+        "host": "host",
+        "dimension": "D",
+        "users": "users",
+        "key_bits": "key bits",
+        "sparsity": "sparsity",
+        "scheme_text": "scheme",
+        "configuration": "configuration",
+        "encryption_per_user_s": "encryption / user (s)",
+        "precompute_s": "precompute (s)",
+        "tables_s": "djn table (s)",
+        "aggregate_s": "aggregate (s)",
+        "decrypt_s": "decrypt (s)",
+        "ciphertexts_per_user": "ciphertexts / user",
+        "bytes_per_user": "sent / user (bytes)",
+        "max_abs_error": "max |error|",
+        "error_bound": "bound",
+        "load_average": "load",
+    }
+    table = sweep.assign(
+        scheme_text=[scheme_text(row) for _, row in sweep.iterrows()],
+        key_bits=sweep["key_bits"].where(sweep["key_bits"] > 0),
+    )
+    present = [c for c in columns if c in table.columns]
+    order = ["host", "dimension", "users", "key_bits", "sparsity", "scheme_text", "configuration"]
+    return table.sort_values(order, na_position="first")[present].rename(columns=columns).reset_index(drop=True)
 
 
 def asv_table(asv: pd.DataFrame) -> pd.DataFrame:
@@ -298,6 +471,122 @@ def asv_table(asv: pd.DataFrame) -> pd.DataFrame:
         return asv
     latest = asv.sort_values("date").groupby(["benchmark", "params"], as_index=False).last()
     return latest[["benchmark", "params", "value", "unit", "commit", "machine"]]
+
+
+def _groups(frame: pd.DataFrame, settings: Sequence[str]):
+    """(key, rows) for each combination of ``settings`` (compared as text, missing values included)."""
+    text = settings_frame(frame, settings)
+    if frame.empty:
+        return []
+    return [(key, frame.loc[index]) for key, index in text.groupby(list(text.columns), dropna=False).groups.items()]
+
+
+# ---- sweep figures -------------------------------------------------------------------------------------
+
+
+def encryption_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+    """Encryption per user against sparsity on the main grid: a panel per scheme and key size, a line per
+    configuration (every other setting equal). Returns (figure, caption) or None without two sparsities."""
+    rows = main_slice(sweep)
+    series, left_out = comparable_series(rows, "sparsity", SWEEP_SETTINGS)
+    if not series:
+        return None
+    _, differing = fixed_and_differing(series)
+    panel_settings = (*SCHEME_SETTINGS, "key_bits")
+    labels = unique_labels(series, differing, omit=panel_settings)
+    panels: dict[tuple[str, int], list[int]] = {}
+    for i, one in enumerate(series):
+        first = one.rows.iloc[0]
+        panels.setdefault((scheme_text(first), int(first["key_bits"])), []).append(i)
+    figure = report_figures.lines_over(
+        series,
+        labels,
+        x="sparsity",
+        y="encryption_per_user_s",
+        panels=[(f"{scheme}, {bits}-bit keys", members) for (scheme, bits), members in sorted(panels.items())],
+        xlabel="sparsity (share of zero weights)",
+        ylabel="encryption per user",
+        title="Encryption per user vs sparsity",
+        unit="s",
+        ncols=len({bits for _, bits in panels}),
+    )
+    note = "A user's whole encryption work (`pool`'s precomputation included, one-time costs not)."
+    return figure, _figure_caption(series, left_out, "sparsity", note)
+
+
+def bytes_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+    """Bytes one user sends against sparsity on the main grid, a line per scheme and serialisation, a panel
+    per key size (schemes without Paillier in every panel). Bytes do not depend on the backend."""
+    rows = main_slice(sweep, encrypted_only=False)
+    rows = rows[rows["backend_name"] != BASELINE_NAME]
+    per_point = rows.drop_duplicates([s for s in BYTES_SETTINGS if s in rows.columns])
+    series, left_out = comparable_series(per_point, "sparsity", BYTES_SETTINGS)
+    if not series:
+        return None
+    _, differing = fixed_and_differing(series)
+    labels = [
+        label + (" (HEU's serialisation)" if one.setting("serialisation") == "heu" else "")
+        for label, one in zip(unique_labels(series, differing, omit=("key_bits", "serialisation")), series, strict=True)
+    ]
+    key_sizes = sorted({int(one.rows["key_bits"].iloc[0]) for one in series} - {0}) or [0]
+    panels = [
+        (
+            f"{bits}-bit keys" if bits else "no encryption",
+            [i for i, one in enumerate(series) if int(one.rows["key_bits"].iloc[0]) in (0, bits)],
+        )
+        for bits in key_sizes
+    ]
+    figure = report_figures.lines_over(
+        series,
+        labels,
+        x="sparsity",
+        y="bytes_per_user",
+        panels=panels,
+        xlabel="sparsity (share of zero weights)",
+        ylabel="sent per user",
+        title="Bytes one user sends vs sparsity",
+        unit="bytes",
+    )
+    note = "Bytes do not depend on the backend: one line per scheme (HEU's own serialisation apart)."
+    return figure, _figure_caption(series, left_out, "sparsity", note)
+
+
+def encryption_vs_key_size_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+    """Encryption per ciphertext against key size, a line per configuration, for one scheme and sparsity of
+    the main grid (``dense`` where measured, at its most measured sparsity). None without two key sizes."""
+    rows = main_slice(sweep)
+    if rows.empty:
+        return None
+    scheme = "dense" if (rows["scheme_name"] == "dense").any() else rows["scheme_name"].mode().iloc[0]
+    rows = rows[rows["scheme_name"] == scheme]
+    sparsity = rows["sparsity"].mode().iloc[0]
+    rows = rows[np.isclose(rows["sparsity"], sparsity)]
+    series, left_out = comparable_series(rows, "key_bits", SWEEP_SETTINGS)
+    if not series:
+        return None
+    _, differing = fixed_and_differing(series)
+    labels = unique_labels(series, differing)
+    figure = report_figures.lines_over(
+        series,
+        labels,
+        x="key_bits",
+        y="encryption_per_ciphertext_s",
+        panels=[(f"{scheme_text(rows.iloc[0])}, sparsity {setting_text(sparsity)}", list(range(len(series))))],
+        xlabel="key size (bits of n)",
+        ylabel="encryption per ciphertext",
+        title="Encryption per ciphertext vs key size",
+        unit="s",
+    )
+    note = "Per ciphertext, `pool`'s precomputation included."
+    return figure, _figure_caption(series, left_out, "key size", note)
+
+
+def _figure_caption(series: Sequence[Series], left_out: pd.DataFrame, varied: str, note: str = "") -> str:
+    fixed, _ = fixed_and_differing(series)
+    text = f"{note} {caption(fixed, row=series[0].rows.iloc[0])}"
+    if len(left_out):
+        text += f" {len(left_out)} cell(s) left out: no other cell differs from them only in {varied}."
+    return text.strip()
 
 
 # ---- the report ----------------------------------------------------------------------------------------
@@ -315,124 +604,218 @@ def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenRe
     results = load_results(inputs)
     if results.sweep.empty and results.runs.empty and results.asv.empty:
         raise ReportInputError(f"no sweep, run or asv results in {plain_list(inputs)}")
-    written = WrittenReport(markdown=out_dir / "report.md")
-    sections = [_header(results)]
-    if not results.sweep.empty:
-        sections += _sweep_sections(results, out_dir, written)
+    sweep = with_derived(results.sweep)
+    report = _Writer(out_dir, WrittenReport(markdown=out_dir / "report.md"))
+    report.add(_header(results, sweep))
+    report.add("## Headline: the paper's three results next to ours")
+    if not sweep.empty:
+        _headline_encryption(report, sweep)
     if not results.runs.empty:
-        sections += _run_sections(results, out_dir, written)
+        _headline_accuracy(report, results.runs, sweep)
+    if not sweep.empty:
+        _sweep_sections(report, sweep)
     if not results.asv.empty:
         latest = asv_table(results.asv)
-        written.tables.append(_save_table(latest, out_dir, "asv"))
+        report.table(latest, "asv")
         summary = latest[latest["benchmark"].str.startswith(ASV_SUMMARY_MODULES)]
-        sections.append(
+        report.add(
             "## asv benchmarks\n\nLatest result per benchmark and parameters of "
             f"{', '.join(m.rstrip('.') for m in ASV_SUMMARY_MODULES)}; every benchmark: `tables/asv.csv`.\n\n"
             + markdown_table(summary)
         )
-    sections.append(_differences(results))
-    write_text_atomically(written.markdown, "\n\n".join(sections) + "\n")
-    return written
+    report.add(_differences(results, sweep))
+    report.add("## Inputs\n\n" + "\n".join(f"- `{path}`" for path in results.sources))
+    write_text_atomically(report.written.markdown, "\n\n".join(report.sections) + "\n")
+    return report.written
 
 
-def _sweep_sections(results: ResultTables, out_dir: Path, written: WrittenReport) -> list[str]:
-    sweep = results.sweep
-    main = main_slice(sweep)
+@dataclass
+class _Writer:
+    """Collects the sections of report.md and writes tables and figures as they come."""
+
+    out_dir: Path
+    written: WrittenReport
+    sections: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.sections.append(text)
+
+    def table(self, table: pd.DataFrame, name: str) -> None:
+        path = self.out_dir / "tables" / f"{name}.csv"
+        write_text_atomically(path, table.to_csv(index=False))
+        self.written.tables.append(path)
+
+    def figure(self, fig, name: str, text: str) -> None:
+        path = self.out_dir / "figures" / f"{name}.png"
+        write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110))
+        self.written.figures.append(path)
+        self.add(f"![{name.replace('_', ' ')}](figures/{name}.png)\n\n{text}".rstrip())
+
+
+def _headline_encryption(report: _Writer, sweep: pd.DataFrame) -> None:
+    table = headline_encryption_table(sweep)
+    report.table(table, "paper_encryption")
+    report.add(
+        "### 1. One user encrypts 200,000 weights: dense vs DPHE at 95.6 % sparsity (paper table 1)\n\n"
+        "Per backend and key size, its fastest measured configuration (by the DPHE cell; the dense time is of the "
+        "same configuration). A user's whole encryption work: encoding, encryption and message, plus `pool`'s "
+        "offline precomputation; one-time costs (djn table, warm-up) are in their own table below. `basis` says "
+        "which cells are measured at D = 200,000 and which are projected, and from what.\n\n" + markdown_table(table)
+    )
+
+
+def _projection_sentence(projection: str) -> str:
+    if projection.startswith("no "):
+        return f"The encryption column is empty: {projection}."
+    return (
+        "The encryption column projects one user's DPHE encryption of 200,000 weights at that sparsity from "
+        f"{projection}."
+    )
+
+
+def _headline_accuracy(report: _Writer, runs: pd.DataFrame, sweep: pd.DataFrame) -> None:
+    sparsity, series, labels, text = accuracy_vs_sparsity_table(runs, sweep)
+    report.table(sparsity, "paper_accuracy_vs_sparsity")
+    report.add(
+        "### 2. Accuracy vs sparsity (paper table 3)\n\nOurs: `dphe-bench run` results that differ only in the "
+        "elastic-net `model.alpha` (mean over repeats). "
+        + _projection_sentence(sparsity.attrs["projection"])
+        + "\n\n"
+        + markdown_table(sparsity)
+        + (f"\n\n{text}" if text and not series else "")
+    )
+    if series:
+        fig = report_figures.accuracy_lines(
+            series,
+            labels,
+            x="user_sparsity_mean",
+            xlabel="sparsity of the users' weights (share of zeros)",
+            title="Accuracy vs sparsity (model.alpha varied)",
+            paper=PAPER_ACCURACY_VS_SPARSITY,
+        )
+        report.figure(fig, "accuracy_vs_sparsity", text)
+    users, series, labels, text = accuracy_vs_users_table(runs)
+    report.table(users, "paper_accuracy_vs_users")
+    report.add(
+        "### 3. Accuracy vs number of users (paper table 2)\n\nOurs: `dphe-bench run` results that differ only in "
+        "`federation.users`, one column per series (mean over repeats).\n\n"
+        + markdown_table(users)
+        + (f"\n\n{text}" if text and not series else "")
+    )
+    if series:
+        fig = report_figures.accuracy_lines(
+            series,
+            labels,
+            x="users",
+            xlabel="number of users",
+            title="Accuracy vs number of users",
+            paper=PAPER_ACCURACY_VS_USERS,
+            logx=True,
+        )
+        report.figure(fig, "accuracy_vs_users", text)
+
+
+def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
     speedups = speedup_table(sweep)
-    paper1 = paper_encryption_table(sweep)
-    sections = [
-        "## Paper table 1: encrypting 200,000 weights, dense vs DPHE at 95.6 % sparsity\n\n"
-        "Time for one user to encrypt (seconds). Ours: `encrypt` phase of one round per user (encoding, "
-        "encryption, message), from the sweep.\n\n" + markdown_table(paper1)
-    ]
-    written.tables.append(_save_table(paper1, out_dir, "paper_encryption"))
+    if not speedups.empty:
+        summary = speedup_summary(speedups)
+        report.table(speedups, "speedup")
+        report.table(summary, "speedup_summary")
+        report.add(
+            "## Speed-up over python-paillier\n\n"
+            "Every backend configuration against python-paillier on the same values (same machine, grid point and "
+            "scheme), geometric mean over the cells of that D, users and key size: python-paillier's encryption "
+            "time divided by ours, `pool`'s offline precomputation included (`online only`: without it). "
+            "`vs HEU`: the same against the fastest SecretFlow HEU Paillier cell on the same values, over the "
+            "`HEU cells` that have one (dense and packed; none without `dphe-bench sweep --heu ZPaillier`). "
+            "`load`: the 1-minute load average while the cells ran (above the CPU count, other work shared the "
+            "cores).\n\n" + markdown_table(summary)
+        )
+        fig = report_figures.speedup_dots(
+            summary,
+            _summary_labels(summary),
+            "Speed-up over python-paillier (same values, same sweep; geometric mean)",
+        )
+        report.figure(fig, "speedup_over_python_paillier", "")
+    costs = one_time_costs_table(sweep)
+    if not costs.empty:
+        report.table(costs, "one_time_costs")
+        report.add(
+            "## One-time costs\n\nPaid once per backend (warm-up: kernels compiled or loaded from numba's cache, "
+            "worker pools and clusters started) or once per key (`djn` fixed-base table), and kept out of every "
+            "per-round time above.\n\n" + markdown_table(costs)
+        )
     costs = scheme_cost_table(sweep)
     if not costs.empty:
-        dimension = int(main_slice(sweep, encrypted_only=False)["dimension"].iloc[0])
-        sections.append(
-            f"## Schemes: cost and leakage\n\nPer user, at D = {dimension:,} (the main grid of the sweep), next to "
-            "what each scheme leaks to the aggregator (the key generator always learns the sum, the model).\n\n"
+        report.table(costs, "scheme_costs")
+        report.add(
+            "## Schemes: cost and leakage\n\nEach scheme at its fastest configuration on the sweep's main grid ("
+            + _slice_text(main_slice(sweep, encrypted_only=False))
+            + "), next to what it leaks to the aggregator (the key generator always learns the sum, the model).\n\n"
             + markdown_table(costs)
         )
-        written.tables.append(_save_table(costs, out_dir, "scheme_costs"))
-    figures = []
-    if not main.empty:
-        figures.append(("encryption_time_vs_sparsity", report_figures.encryption_time_vs_sparsity(main)))
-        figures.append(
-            (
-                "bytes_per_user_vs_sparsity",
-                report_figures.bytes_per_user_vs_sparsity(main_slice(sweep, encrypted_only=False)),
-            )
-        )
-    if sweep["encrypt_per_ciphertext_s"].notna().any():
-        figures.append(("encryption_time_vs_key_size", report_figures.encryption_time_vs_key_size(sweep)))
-    if not speedups.empty:
-        figures.append(("speedup_over_python_paillier", report_figures.speedup_over_baseline(speedups)))
-        summary = speedup_summary(speedups)
-        sections.append(
-            "## Speed-up over python-paillier\n\nEncryption time of python-paillier divided by ours on the same "
-            "values in the same sweep (`speedup` > 1: ours is faster). `vs HEU`: the same against the fastest "
-            "SecretFlow HEU Paillier cell on the same values (dense and packed; blank without "
-            "`dphe-bench sweep --heu ZPaillier`).\n\n" + markdown_table(summary)
-        )
-        written.tables.append(_save_table(speedups, out_dir, "speedup"))
-    sections.append(_figures_section(figures, out_dir, written))
+    for name, build in (
+        ("encryption_time_vs_sparsity", encryption_vs_sparsity_figure),
+        ("bytes_per_user_vs_sparsity", bytes_vs_sparsity_figure),
+        ("encryption_time_vs_key_size", encryption_vs_key_size_figure),
+    ):
+        made = build(sweep)
+        if made is not None:
+            report.figure(made[0], name, made[1])
     table = sweep_table(sweep)
-    written.tables.append(_save_table(table, out_dir, "sweep"))
-    sections.append("## Sweep cells\n\n" + markdown_table(table))
-    return sections
+    report.table(table, "sweep")
+    report.add("## Sweep cells\n\n" + markdown_table(table))
 
 
-def _run_sections(results: ResultTables, out_dir: Path, written: WrittenReport) -> list[str]:
-    runs = results.runs
-    users = paper_users_table(runs)
-    sparsity = paper_sparsity_table(runs, results.sweep)
-    written.tables += [_save_table(users, out_dir, "paper_accuracy_vs_users")]
-    written.tables += [_save_table(sparsity, out_dir, "paper_accuracy_vs_sparsity")]
-    by_users = series_varying(runs, "users", ["dataset", "features", "scheme", "alpha"])
-    by_alpha = series_varying(runs, "alpha", ["dataset", "features", "scheme", "users"])
-    figures = [
-        ("accuracy_vs_users", report_figures.accuracy_vs_users(by_users, PAPER_ACCURACY_VS_USERS)),
-        ("accuracy_vs_sparsity", report_figures.accuracy_vs_sparsity(by_alpha, PAPER_ACCURACY_VS_SPARSITY)),
-    ]
+def _summary_labels(summary: pd.DataFrame) -> list[str]:
+    """Configuration labels of speed-up rows, with D, users and host where the rows differ in them."""
+    varying = [column for column in ("D", "users", "host") if summary[column].nunique() > 1]
     return [
-        "## Paper table 2: accuracy vs number of users\n\nOurs: mean test accuracy of the federated model "
-        "over the runs with that many users at one elastic-net alpha (`dphe-bench run` results).\n\n"
-        + markdown_table(users),
-        "## Paper table 3: accuracy and encryption time vs sparsity\n\nOurs: one row per run (elastic-net "
-        "`model.alpha` varied); encryption time projected for 200,000 weights at the run's sparsity from the "
-        f"sweep ({sparsity.attrs['projection']}).\n\n" + markdown_table(sparsity),
-        _figures_section(figures, out_dir, written),
+        row["configuration"] + "".join(f", {column} {row[column]}" for column in varying)
+        for _, row in summary.iterrows()
     ]
 
 
-def _header(results: ResultTables) -> str:
-    lines = ["# dphe-bench report", "", "Inputs:"]
-    lines += [f"- `{path}`" for path in results.sources]
-    sweep = results.sweep
+def _slice_text(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "no encrypted cells"
+    first = rows.iloc[0]
+    return f"D = {int(first['dimension']):,}, {int(first['users'])} user(s), host {first['host']}"
+
+
+def _header(results: ResultTables, sweep: pd.DataFrame) -> str:
+    lines = ["# dphe-bench report", ""]
     if not sweep.empty:
-        machines = sweep[["cpu", "cpu_count", "os", "python"]].drop_duplicates()
+        machines = sweep[["host", "cpu", "cpu_count", "os", "python", "dphe_bench"]].drop_duplicates()
         for _, m in machines.iterrows():
-            lines.append(f"\nSweep machine: {m['cpu']} ({m['cpu_count']} CPUs), {m['os']}, Python {m['python']}.")
-        load = sweep["load_average"].dropna()
+            lines.append(
+                f"Sweep machine: {m['cpu']} ({setting_text(m['cpu_count'])} CPUs, host {m['host']}), {m['os']}, "
+                f"Python {m['python']}, dphe-bench {m['dphe_bench']}."
+            )
+        dates = sorted(str(t)[:10] for t in sweep["time_utc"].dropna())
+        load = pd.to_numeric(sweep["load_average"], errors="coerce").dropna()
+        if dates:
+            lines.append(f"Measured {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + " (UTC).")
         if len(load):
             lines.append(
                 f"1-minute load average while the cells ran: {load.min():.1f} to {load.max():.1f} "
                 f"(median {load.median():.1f}); above the CPU count, other work shared the cores and times are longer."
             )
         lines.append(
-            f"{len(sweep)} sweep cells; {int(sweep['baseline'].sum())} of them baseline cells ({BASELINE_NAME}, HEU). "
+            f"{len(sweep)} sweep cells, {int(sweep['baseline'].sum())} of them baselines ({BASELINE_NAME}, HEU). "
             "Every cell's decrypted mean was checked against numpy's mean before its time was recorded."
         )
     if not results.runs.empty:
-        lines.append(f"\n{len(results.runs)} `dphe-bench run` results.")
+        lines.append(f"{len(results.runs)} `dphe-bench run` results.")
     return "\n".join(lines)
 
 
-def _differences(results: ResultTables) -> str:
-    datasets = sorted(set(results.runs["dataset"] + " / " + results.runs["features"])) if len(results.runs) else []
-    key_sizes = sorted(int(k) for k in results.sweep["key_bits"].unique() if k > 0) if len(results.sweep) else []
-    cpus = sorted(results.sweep["cpu"].unique()) if len(results.sweep) else []
+def _differences(results: ResultTables, sweep: pd.DataFrame) -> str:
+    runs = results.runs
+    datasets = sorted(set(runs["dataset"] + " / " + runs["features"])) if len(runs) else []
+    key_sizes = sorted(int(k) for k in sweep["key_bits"].unique() if k > 0) if len(sweep) else []
+    cpus = sorted(sweep["cpu"].dropna().unique()) if len(sweep) else []
+    parallel = sorted(set(sweep.loc[sweep["key_bits"] > 0, "configuration"])) if len(sweep) else []
     return "\n".join(
         [
             "## What differs from the paper's setting",
@@ -441,43 +824,27 @@ def _differences(results: ResultTables) -> str:
             f"- Our data and features: {', '.join(datasets) or 'no runs read'} (the paper: Caltech101 with "
             "ResNet features; its accuracy is not comparable in absolute terms, only its trends are).",
             "- Our crypto timings: synthetic weight vectors (Laplace values, exact zeros at the given sparsity), "
-            f"key sizes {', '.join(map(str, key_sizes)) or 'none'} bits, on {', '.join(cpus) or 'no sweep'}; "
-            "one core per user, times summed over users and reported per user.",
-            "- Numbers marked 'projected' are scaled linearly from a smaller D; encryption time is linear in the "
-            "number of ciphertexts, but per-call overheads make small-D projections rough.",
+            f"key sizes {', '.join(map(str, key_sizes)) or 'none'} bits, on {', '.join(cpus) or 'no sweep'}. "
+            "Encryption is summed over users and reported per user; each configuration uses the cores it names "
+            f"({'; '.join(parallel) or 'none'}).",
+            "- Numbers marked 'projected' are scaled linearly from a smaller D of the same configuration; "
+            "encryption time is linear in the number of ciphertexts, but per-call overheads make small-D "
+            "projections rough.",
             "- Hardware: the paper's times come from the authors' machine of 2017, ours from the CPU above. The "
-            "comparable figure is the speed-up over python-paillier, measured on the same machine in the same run.",
+            "comparable figure is the speed-up over python-paillier, measured on the same machine in the same sweep.",
         ]
     )
 
 
-def _figures_section(figures: list[tuple[str, object]], out_dir: Path, written: WrittenReport) -> str:
-    lines = ["## Figures", ""]
-    for name, fig in figures:
-        path = out_dir / "figures" / f"{name}.png"
-        write_atomically(path, lambda file, fig=fig: fig.savefig(file, format="png", dpi=110))
-        written.figures.append(path)
-        lines.append(f"![{name.replace('_', ' ')}](figures/{name}.png)\n")
-    return "\n".join(lines)
-
-
-def _save_table(table: pd.DataFrame, out_dir: Path, name: str) -> Path:
-    path = out_dir / "tables" / f"{name}.csv"
-    write_text_atomically(path, table.to_csv(index=False))
-    return path
-
-
 def markdown_table(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table; floats with 4 significant digits, NaN as an empty cell."""
+    """A GitHub Markdown table in human units (``report_units.format_value``); NaN as an empty cell."""
     if table.empty:
         return "_(no rows)_"
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    columns = list(map(str, table.columns))
+    header = "| " + " | ".join(reader_column(c) for c in columns) + " |"
+    rule = "| " + " | ".join("---" for _ in columns) + " |"
+    body = [
+        "| " + " | ".join(format_value(c, v).replace("|", "\\|") for c, v in zip(columns, row, strict=True)) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body])
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float | np.floating):
-        return "" if np.isnan(value) else f"{value:.4g}"
-    return str(value).replace("|", "\\|")
