@@ -74,7 +74,9 @@ def test_run_summary(dphe_run):
     lines = out.splitlines()
     time_header = next(i for i, line in enumerate(lines) if line.startswith("time (s)"))
     assert lines[time_header].split()[2:] == ["plain", "dphe"]
-    for offset, phase in enumerate(("train", "setup", "precompute", "encrypt", "aggregate", "decrypt"), start=1):
+    for offset, phase in enumerate(
+        ("train", "setup", "tables", "precompute", "encrypt", "aggregate", "decrypt"), start=1
+    ):
         cells = lines[time_header + offset].split()
         assert cells[0] == phase
         assert len(cells) == 3
@@ -112,7 +114,15 @@ def test_run_writes_json(dphe_run):
         assert 0.0 <= outcome["accuracy"] <= 1.0
         assert len(outcome["rounds"]) == 2
         assert len(outcome["ciphertexts_per_round"]) == 2
-        assert set(outcome["timings_s"]) == {"train", "setup", "precompute", "encrypt", "aggregate", "decrypt"}
+        assert set(outcome["timings_s"]) == {
+            "train",
+            "setup",
+            "tables",
+            "precompute",
+            "encrypt",
+            "aggregate",
+            "decrypt",
+        }
         assert set(outcome["bytes_sent"]) == {"key_generator", "users", "aggregator"}
         assert len(outcome["user_sparsity"]) == 3
     # dphe gives the plain model up to fixed-point rounding

@@ -34,7 +34,7 @@ def test_dphe_encrypts_only_the_nonzeros_it_reports():
     expected = sum(round((1 - s) * result.dimension) for s in dphe.user_sparsity)
     assert sum(last_round["ciphertexts"].values()) == expected
     assert dphe.ciphertexts_per_round[-1] < 3 * result.dimension
-    assert set(dphe.timings) == {"train", "setup", "precompute", "encrypt", "aggregate", "decrypt"}
+    assert set(dphe.timings) == {"train", "setup", "tables", "precompute", "encrypt", "aggregate", "decrypt"}
     assert dphe.timings["encrypt"] > 0 and dphe.bytes_sent["users"] > dphe.bytes_sent["aggregator"] > 0
 
 

@@ -80,7 +80,7 @@ def test_simulate_round_returns_the_mean_within_fixed_point_precision(scheme, ba
     nnz = [int(np.count_nonzero(w)) for w in weights]
     expected_counts = {"plain": [0] * 5, "dense": [dimension] * 5, "dphe": nnz}[scheme]
     assert [result.ciphertexts[uid] for uid in range(5)] == expected_counts
-    assert set(result.timings) == {"setup", "precompute", "encrypt", "aggregate", "decrypt"}
+    assert set(result.timings) == {"setup", "tables", "precompute", "encrypt", "aggregate", "decrypt"}
     assert all(seconds >= 0 for seconds in result.timings.values())
     assert result.bytes_sent["users"] > 0 and result.bytes_sent["aggregator"] > 0
     if scheme != "plain":

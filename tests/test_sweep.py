@@ -9,22 +9,28 @@ import pytest
 from cli_helpers import call_cli
 
 from dphe_bench import get_backend
-from dphe_bench.backends import available_backends
+from dphe_bench.backends import OBFUSCATIONS, available_backends
 from dphe_bench.backends.gmpy2_backend import Gmpy2Backend
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.bench.sweep import (
+    CELL_COLUMNS,
     SWEEP_COLUMNS,
     Cell,
     Component,
     SweepError,
     SweepGrid,
+    backend_settings,
     machine_info,
+    quick_grid,
     read_cell_keys,
     run_cell,
     run_sweep,
     synthetic_weights,
 )
+from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS
 from dphe_bench.schemes import SCHEMES
+from dphe_bench.schemes.federation import Federation
+from dphe_bench.schemes.packed import DEFAULT_QUANTIZATION_BITS
 
 pytestmark = pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
 
@@ -37,6 +43,7 @@ def _tiny_grid(**overrides) -> SweepGrid:
         "key_bits": (1024,),
         "schemes": (Component("plain"), Component("dense"), Component("dphe")),
         "backends": (Component("gmpy2"),),
+        "obfuscations": ("standard",),
     }
     return SweepGrid(**{**settings, **overrides})
 
@@ -158,7 +165,10 @@ def test_sweep_appends_one_row_per_cell_and_resumes(tmp_path):
     first = run_sweep(grid, out, progress=False)
     rows = _rows(out)
     assert first.ran == len(grid.cells()) == len(rows) == 5  # plain + (dense, dphe) x (gmpy2, baseline)
-    assert {(r["scheme"], r["backend"]) for r in rows} >= {("dphe", BASELINE_NAME), ("dense", "gmpy2")}
+    assert {(r["scheme"], r["backend"]) for r in rows} >= {
+        ("dphe", BASELINE_NAME),
+        ("dense", "gmpy2:obfuscation=standard"),
+    }
     assert {r["key_bits"] for r in rows if r["scheme"] == "plain"} == {"0"}
 
     second = run_sweep(grid, out, progress=False)
@@ -227,20 +237,192 @@ def test_cli_sweep_dry_run_lists_cells_and_runs_nothing(tmp_path):
     out = tmp_path / "sweep.csv"
     code, stdout, _ = call_cli(["sweep", "--quick", "--dry-run", "--out", str(out), "--scheme", "dphe"])
     assert code == 0
-    assert "to run" in stdout and "dphe/gmpy2 2048-bit s=0.956 N=2 D=200" in stdout
+    assert "to run" in stdout and "dphe/gmpy2:obfuscation=djn 1024-bit s=0.9 N=2 D=32" in stdout
     assert not out.exists()
 
 
 def test_cli_sweep_writes_results_and_reports_bad_arguments(tmp_path):
     out = tmp_path / "sweep.csv"
     argv = ["sweep", "--quick", "--no-progress", "--out", str(out), "--dimension", "16", "--key-bits", "1024"]
-    argv += ["--sparsity", "0.5", "--scheme", "dphe", "--backend", "gmpy2", "--no-baseline"]
+    argv += ["--sparsity", "0.5", "--scheme", "dphe", "--backend", "gmpy2", "--obfuscation", "pool", "--no-baseline"]
     code, stdout, stderr = call_cli(argv)
     assert code == 0, stderr
     assert "ran 1 cells" in stdout
-    assert [r["scheme"] for r in _rows(out)] == ["dphe"]
+    assert [(r["scheme"], r["backend"], r["obfuscation"]) for r in _rows(out)] == [
+        ("dphe", "gmpy2:obfuscation=pool", "pool")
+    ]
 
     code, _, stderr = call_cli([*argv[:4], str(tmp_path / "x.txt")])
     assert code == 2 and "CSV" in stderr
     code, _, stderr = call_cli(["sweep", "--quick", "--dry-run", "--backend", "nope"])
     assert code == 2 and "unknown backend 'nope'" in stderr
+    code, _, stderr = call_cli(["sweep", "--quick", "--dry-run", "--obfuscation", "djn", "--obfuscation", "paillier"])
+    assert code == 2 and "'paillier'" in stderr and "--obfuscation" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_rows_record_every_setting_resolved_and_the_warm_up_apart(tmp_path):
+    out = tmp_path / "sweep.csv"
+    grid = _tiny_grid(schemes=(Component("plain"), Component("dense"), Component.parse("packed:quantization_range=4")))
+    run_sweep(grid, out, progress=False)
+    rows = {(r["scheme_name"], r["backend_name"]): r for r in _rows(out)}
+    dense = rows["dense", "gmpy2"]
+    assert dense["backend"] == "gmpy2:obfuscation=standard"
+    assert dense["backend_config"] == "gmpy2:obfuscation=standard,window_bits=8"
+    assert (dense["obfuscation"], dense["window_bits"], dense["parallelism"], dense["kernel"]) == (
+        "standard",
+        "",
+        "1",
+        "",
+    )
+    assert (dense["precision_bits"], dense["quantization_bits"], dense["quantization_range"]) == (
+        str(DEFAULT_PRECISION_BITS),
+        "",
+        "",
+    )
+    packed = rows["packed", "gmpy2"]
+    assert (packed["precision_bits"], packed["quantization_bits"], packed["quantization_range"]) == (
+        "",
+        str(DEFAULT_QUANTIZATION_BITS),
+        "4",
+    )
+    baseline = rows["dense", BASELINE_NAME]
+    assert (baseline["backend_config"], baseline["obfuscation"], baseline["parallelism"]) == (BASELINE_NAME, "", "1")
+    plain = rows["plain", "none"]
+    assert (plain["backend_config"], plain["parallelism"], plain["warm_up_s"], plain["precision_bits"]) == (
+        "none",
+        "",
+        "",
+        "",
+    )
+    # One warm-up per backend, shown on each of its rows, apart from the phases of the cell.
+    assert float(dense["warm_up_s"]) > 0 and dense["warm_up_s"] == packed["warm_up_s"]
+    assert float(baseline["warm_up_s"]) > 0 and baseline["warm_up_s"] != dense["warm_up_s"]
+    assert float(dense["tables_s"]) == 0.0 and float(packed["precompute_s"]) == 0.0
+
+
+def test_backend_settings_resolve_workers_threads_and_kernels(monkeypatch):
+    def settings(label, backend):
+        component = Component.parse(label)
+        return backend_settings(Cell(8, 2, 0.5, 1024, Component("dense"), component, seed=0), backend)
+
+    found = settings(
+        "multiprocessing:workers=3,obfuscation=djn,window_bits=4",
+        get_backend("multiprocessing", workers=3, obfuscation="djn", window_bits=4),
+    )
+    assert found == {
+        "backend_config": "multiprocessing:inner=gmpy2,obfuscation=djn,start_method=fork,window_bits=4,workers=3",
+        "obfuscation": "djn",
+        "window_bits": 4,
+        "parallelism": 3,
+        "kernel": "",
+    }
+    monkeypatch.setenv("YACL_NUM_THREADS", "3")
+    found = settings("heu:variant=ZPaillier", get_backend("gmpy2"))
+    assert (found["backend_config"], found["parallelism"], found["obfuscation"]) == (
+        "heu:threads=3,variant=ZPaillier",
+        3,
+        "",
+    )
+    if available_backends()["numba"].available:
+        import numba
+
+        numba_backend = get_backend("numba", obfuscation="pool")
+        found = settings("numba:obfuscation=pool", numba_backend)
+        threads = numba.get_num_threads()
+        assert found["parallelism"] == threads and found["kernel"] == numba_backend.kernel in ("ifma", "narrow")
+        assert found["backend_config"] == (
+            f"numba:kernel={numba_backend.kernel},obfuscation=pool,threads={threads},window_bits=8"
+        )
+        assert settings("numba:threads=1", get_backend("numba", threads=1))["parallelism"] == 1
+    if available_backends()["dask"].available:
+        found = settings("dask:workers=3", get_backend("dask", workers=3))  # no cluster starts until work is sent
+        assert found["parallelism"] == 3 and "scheduler" not in found["backend_config"]
+
+
+def test_obfuscation_axis_expands_bare_backends_and_keeps_explicit_ones():
+    grid = _tiny_grid(
+        backends=(Component("gmpy2"), Component.parse("python:window_bits=4,obfuscation=djn")),
+        obfuscations=("standard", "djn", "pool"),
+        schemes=(Component("plain"), Component("dphe")),
+    )
+    assert [c.label for c in grid.expanded_backends()] == [
+        "gmpy2:obfuscation=standard",
+        "gmpy2:obfuscation=djn",
+        "gmpy2:obfuscation=pool",
+        "python:obfuscation=djn,window_bits=4",
+    ]
+    cells = grid.cells()
+    assert [c.backend.label for c in cells] == [
+        "none",
+        "gmpy2:obfuscation=standard",
+        "gmpy2:obfuscation=djn",
+        "gmpy2:obfuscation=pool",
+        "python:obfuscation=djn,window_bits=4",
+        BASELINE_NAME,
+    ]
+    only_djn = dataclasses.replace(
+        grid, obfuscations=("djn",), backends=(Component("gmpy2"), Component.parse("gmpy2:obfuscation=djn"))
+    )
+    assert [c.label for c in only_djn.expanded_backends()] == ["gmpy2:obfuscation=djn"]  # no cell twice
+    with pytest.raises(SweepError, match="unknown obfuscation 'paillier'"):
+        dataclasses.replace(grid, obfuscations=("standard", "paillier")).cells()
+    with pytest.raises(SweepError, match="obfuscation axis is empty"):
+        dataclasses.replace(grid, obfuscations=()).cells()
+
+
+@pytest.mark.parametrize("scheme", ["dense", "dphe", "packed"])
+def test_djn_tables_are_built_at_set_up_and_timed_apart_from_encryption(scheme):
+    backend = get_backend("gmpy2", obfuscation="djn", window_bits=4)
+    federation = Federation(scheme, 12, 2, backend, key_bits=1024)
+    assert backend.table_nbytes() > 0  # before any round: encrypt will find the table built
+    weights = dict(enumerate(synthetic_weights(12, 2, 0.5, seed=3)))
+    first, second = federation.run_round(weights), federation.run_round(weights)
+    assert first.timings["tables"] > 0 and second.timings["tables"] == 0.0
+    assert second.timings["setup"] == 0.0
+
+    djn = run_cell(
+        Cell(12, 2, 0.5, 1024, Component(scheme), Component("gmpy2:obfuscation=djn"), seed=0), backend, machine_info()
+    )
+    standard_backend = get_backend("gmpy2")
+    standard = Cell(12, 2, 0.5, 1024, Component(scheme), Component("gmpy2:obfuscation=standard"), seed=0)
+    row = run_cell(standard, standard_backend, machine_info())
+    assert djn["tables_s"] > 0 and row["tables_s"] == 0.0
+    assert standard_backend.table_nbytes() == 0
+
+
+def test_the_quick_grid_touches_every_scheme_backend_and_obfuscation_mode():
+    cells = quick_grid().cells()
+    available = {name for name, scheme in SCHEMES.items() if scheme.unavailable_reason() is None}
+    assert {c.scheme.name for c in cells} == available
+    pairs = {(c.backend.name, dict(c.backend.options).get("obfuscation")) for c in cells}
+    for name in (n for n, status in available_backends().items() if status.available):
+        assert {(name, mode) for mode in OBFUSCATIONS} <= pairs
+    assert (BASELINE_NAME, None) in pairs
+    paillier = {name for name in available if SCHEMES[name].paillier}
+    for backend in {c.backend.label for c in cells} - {"none"}:
+        assert {c.scheme.name for c in cells if c.backend.label == backend} == paillier
+
+
+def test_a_file_written_before_the_obfuscation_axis_resumes(tmp_path):
+    """Old rows name bare backends (``gmpy2``: standard obfuscation) and lack the new columns; they still count."""
+    out = tmp_path / "sweep.csv"
+    grid = _tiny_grid(schemes=(Component("dphe"),), baseline=False)
+    run_sweep(grid, out, progress=False)
+    (row,) = _rows(out)
+    old_columns = [c for c in SWEEP_COLUMNS if c not in ("backend_config", "obfuscation", "warm_up_s", "tables_s")]
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({**row, "backend": "gmpy2"})
+    assert read_cell_keys(out) == {grid.cells()[0].key()}
+    summary = run_sweep(dataclasses.replace(grid, obfuscations=("standard", "pool")), out, progress=False)
+    assert (summary.ran, summary.skipped) == (1, 1)
+    old, new = _rows(out)
+    assert (old["backend"], old["obfuscation"], new["backend"], new["obfuscation"]) == (
+        "gmpy2",
+        "",
+        "gmpy2:obfuscation=pool",
+        "pool",
+    )
+    assert all(old[c] == row[c] for c in CELL_COLUMNS if c != "backend")

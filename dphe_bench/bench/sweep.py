@@ -20,6 +20,17 @@ encrypted, added and decrypted by HEU under its own key of the same size, checke
 ``plain``, it runs once per (users, sparsity) point, with backend ``none`` and key bits 0. The default grid holds
 the schemes that can run here (``ckks`` needs the ``ckks`` extra); naming one that cannot is a SweepError saying
 how to install it.
+
+Obfuscation is an axis: a backend given without an ``obfuscation`` option runs once per mode of
+``SweepGrid.obfuscations`` (``gmpy2:obfuscation=standard``, ``gmpy2:obfuscation=djn``, ...); one that names it runs
+as given. Each row records every setting the cell ran with, resolved (``backend_config``, ``obfuscation``,
+``window_bits``, ``parallelism``, ``kernel``, ``precision_bits``, ``quantization_bits``, ``quantization_range``), so
+rows that differ in any setting never look alike. One-time costs stay out of the per-round times: cells run one
+(key size, backend) group at a time, and before a group's first cell its backend (or the python-paillier baseline)
+runs a small untimed-for-cells warm-up (``warm_up``: numba loads or compiles its kernels, worker pools and dask
+clusters start), whose seconds fill the ``warm_up_s`` column of the group's rows (empty for ``none`` and ``heu``,
+which use no backend of the sweep); with ``djn`` the fixed-base table of each cell's key is built at set-up and
+timed as ``tables_s`` (``Federation``), not inside ``encrypt_s``.
 """
 
 import csv
@@ -28,6 +39,7 @@ import itertools
 import math
 import os
 import platform
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,12 +49,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import dphe_bench
-from dphe_bench.backends import BACKENDS, Backend, available_backends, get_backend
+from dphe_bench.backends import BACKENDS, OBFUSCATIONS, Backend, available_backends, get_backend
+from dphe_bench.backends.chunked import ChunkedBackend
+from dphe_bench.backends.cupy_backend import CupyBackend
+from dphe_bench.backends.numba_backend import IFMA_PARALLEL_MIN_ROWS, PARALLEL_MIN_ROWS, NumbaBackend
 from dphe_bench.bench import heu
 from dphe_bench.bench.baseline import BASELINE_NAME, PythonPaillierBaseline
 from dphe_bench.crypto.encoding import DEFAULT_PRECISION_BITS
+from dphe_bench.crypto.limbs import ints_to_limbs, limb_width
 from dphe_bench.crypto.packing import quantization_step
-from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, KEY_SIZES
+from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, KEY_SIZES, PrivateKey, PublicKey, generate_keypair
 from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
 from dphe_bench.files import prepare_file, write_text_atomically
 from dphe_bench.schemes import SCHEMES, ckks, get_scheme
@@ -57,13 +73,39 @@ HEU_NAME = "heu"
 WEIGHT_SCALE = 0.05
 MIN_MAGNITUDE = 1e-6
 
+# The obfuscation a backend named without one runs (Backend's default): an older file's ``gmpy2`` cell.
+DEFAULT_OBFUSCATION = "standard"
+# Resolved scheme settings recorded in every row (empty where the scheme takes no such option): option -> default.
+SCHEME_SETTINGS: dict[str, object] = {
+    "precision_bits": DEFAULT_PRECISION_BITS,
+    "quantization_bits": DEFAULT_QUANTIZATION_BITS,
+    "quantization_range": DEFAULT_QUANTIZATION_RANGE,
+}
+# The warm-up: two batches of this many values encrypted, added and decrypted (enough rows for numba's ifma
+# family to run its parallel powmod and table walk: IFMA_PARALLEL_MIN_ROWS).
+WARM_UP_VALUES = 16
+# Then one powmod and one mulmod over this many rows, so that batch sizes the round does not reach also load their
+# code (numba's parallel mulmod, multiprocessing and dask workers); a small exponent keeps it cheap everywhere.
+WARM_UP_ROWS = max(PARALLEL_MIN_ROWS["mulmod"], IFMA_PARALLEL_MIN_ROWS["mulmod"])
+WARM_UP_EXPONENT = 65537
+
 CELL_COLUMNS = ("dimension", "users", "sparsity", "key_bits", "scheme", "backend", "seed")
+SETTING_COLUMNS = (
+    "backend_config",
+    "obfuscation",
+    "window_bits",
+    "parallelism",
+    "kernel",
+    *SCHEME_SETTINGS,
+)
 SWEEP_COLUMNS = (
     *CELL_COLUMNS,
     "scheme_name",
     "backend_name",
+    *SETTING_COLUMNS,
     "nonzeros_per_user",
     "union_sparsity",
+    "warm_up_s",
     *(f"{phase}_s" for phase in PHASES),
     "encrypt_per_user_s",
     "ciphertexts",
@@ -177,29 +219,52 @@ class SweepGrid:
     baseline: bool = True
     seed: int = 0
     heu: tuple[str, ...] = ()
+    obfuscations: tuple[str, ...] = tuple(OBFUSCATIONS)
+
+    def expanded_backends(self) -> tuple[Component, ...]:
+        """The backends with the obfuscation axis applied, in order, without repeats.
+
+        A backend whose options name ``obfuscation`` is kept as given; any other becomes one component per mode of
+        ``obfuscations`` (``gmpy2`` -> ``gmpy2:obfuscation=standard``, ``gmpy2:obfuscation=djn``, ...).
+        """
+        expanded: list[Component] = []
+        for backend in self.backends:
+            options = dict(backend.options)
+            if "obfuscation" in options:
+                expanded.append(backend)
+            else:
+                expanded += [_with_option(backend, "obfuscation", mode) for mode in self.obfuscations]
+        return tuple(dict.fromkeys(expanded))
 
     def cells(self) -> list[Cell]:
-        """Every cell, cheapest key size first; a baseline cell follows each Paillier scheme's cells."""
+        """Every cell, in the order a sweep runs them: cheapest key size first and, within a key size, backend by
+        backend (the python-paillier baseline after ours, HEU variants last), so that one backend's workers run
+        at a time. ``plain`` and ``ckks`` cells (backend ``none``) come first, once."""
         self.validate()
-        cells = []
-        baseline = (Component(BASELINE_NAME),) if self.baseline else ()
-        for key_bits, users, sparsity, scheme in itertools.product(
-            self.key_bits, self.users, self.sparsities, self.schemes
-        ):
-            common = {
-                "dimension": self.dimension,
-                "users": users,
-                "sparsity": sparsity,
-                "scheme": scheme,
-                "seed": self.seed,
-            }
-            if get_scheme(scheme.name).paillier:
-                cells += [Cell(key_bits=key_bits, backend=b, **common) for b in self.backends + baseline]
-                if scheme.name in heu.ROUND_SCHEMES:
-                    cells += [Cell(key_bits=key_bits, backend=_heu_component(v), **common) for v in self.heu]
-            elif key_bits == self.key_bits[0]:
-                cells.append(Cell(key_bits=0, backend=Component(NO_BACKEND), **common))
+        points = list(itertools.product(self.users, self.sparsities))
+        paillier = [scheme for scheme in self.schemes if get_scheme(scheme.name).paillier]
+        groups = [(backend, paillier) for backend in self.expanded_backends()]
+        if self.baseline:
+            groups.append((Component(BASELINE_NAME), paillier))
+        on_heu = [scheme for scheme in paillier if scheme.name in heu.ROUND_SCHEMES]
+        groups += [(_heu_component(variant), on_heu) for variant in self.heu]
+        cells = [
+            self._cell(0, Component(NO_BACKEND), scheme, users, sparsity)
+            for users, sparsity in points
+            for scheme in self.schemes
+            if not get_scheme(scheme.name).paillier
+        ]
+        for key_bits in self.key_bits:
+            for backend, schemes in groups:
+                cells += [
+                    self._cell(key_bits, backend, scheme, users, sparsity)
+                    for users, sparsity in points
+                    for scheme in schemes
+                ]
         return cells
+
+    def _cell(self, key_bits: int, backend: Component, scheme: Component, users: int, sparsity: float) -> Cell:
+        return Cell(self.dimension, users, sparsity, key_bits, scheme, backend, self.seed)
 
     def validate(self) -> None:
         """Raise SweepError (or ValueError from a registry) naming the first thing that cannot run."""
@@ -235,8 +300,13 @@ class SweepGrid:
                         SCHEMES[scheme.name].key_generator.check_options(bits, max(self.users), **dict(scheme.options))
                     except (TypeError, ValueError) as exc:
                         raise SweepError(f"scheme {scheme.label} with {bits}-bit keys: {exc}") from None
+        if not self.obfuscations:
+            raise SweepError("the obfuscation axis is empty")
+        for mode in self.obfuscations:
+            if mode not in OBFUSCATIONS:
+                raise SweepError(unknown_name("obfuscation", mode, OBFUSCATIONS))
         statuses = available_backends()
-        for backend in self.backends:
+        for backend in self.expanded_backends():
             if backend.name not in statuses:
                 raise SweepError(unknown_name("backend", backend.name, statuses))
             if not statuses[backend.name].available:
@@ -267,9 +337,18 @@ def _heu_component(variant: str) -> Component:
     return Component(HEU_NAME, (("variant", variant),))
 
 
+def _with_option(component: Component, key: str, value: object) -> Component:
+    """``component`` with option ``key`` set to ``value`` (options kept sorted, as ``Component.parse`` makes them)."""
+    return Component(component.name, tuple(sorted({**dict(component.options), key: value}.items())))
+
+
 def quick_grid(**overrides: object) -> SweepGrid:
-    """A grid that runs in a few minutes on one core: D = 200, 2 users, 1024- and 2048-bit keys."""
-    settings = {"dimension": 200, "users": (2,), "sparsities": (0.5, 0.9, 0.956, 0.99), "key_bits": (1024, 2048)}
+    """The smoke grid: every scheme, available backend and obfuscation mode plus the baseline, on small cells.
+
+    D = 32, 2 users, 1024-bit keys, sparsity 0.5 and 0.9; measured in the README (under 90 s on 2 idle cores
+    with numba's kernel cache warm).
+    """
+    settings = {"dimension": 32, "users": (2,), "sparsities": (0.5, 0.9), "key_bits": (1024,)}
     return SweepGrid(**{**settings, **overrides})
 
 
@@ -331,10 +410,13 @@ def synthetic_weights(dimension: int, users: int, sparsity: float, seed: int) ->
     return vectors
 
 
-def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dict[str, object]:
+def run_cell(
+    cell: Cell, backend: Backend, machine: Mapping[str, object], warm_up_s: float = math.nan
+) -> dict[str, object]:
     """Run one cell, check its result, and return its row (``SWEEP_COLUMNS``).
 
-    Raises SweepError when the published mean differs from numpy's mean by more than the error bound:
+    ``warm_up_s`` is the seconds of ``backend``'s warm-up in this sweep (``warm_up``; NaN, an empty cell, when none
+    ran). Raises SweepError when the published mean differs from numpy's mean by more than the error bound:
     a wrong result is never recorded as a timing.
     """
     vectors = synthetic_weights(cell.dimension, cell.users, cell.sparsity, cell.seed)
@@ -357,7 +439,87 @@ def run_cell(cell: Cell, backend: Backend, machine: Mapping[str, object]) -> dic
     bound = ERROR_BOUNDS.get(cell.scheme.name, fixed_point_error_bound)(cell, max_abs_weight)
     if not error <= bound:
         raise SweepError(f"cell {cell}: the decrypted mean is off by {error:.3g}, more than the bound {bound:.3g}")
-    return _row(cell, result, stacked, error, bound, machine)
+    row = _row(cell, result, stacked, error, bound, machine)
+    row.update(backend_settings(cell, backend), **scheme_settings(cell.scheme), warm_up_s=warm_up_s)
+    return row
+
+
+def backend_settings(cell: Cell, backend: Backend) -> dict[str, object]:
+    """The backend settings ``cell`` ran with, every option resolved: the ``SETTING_COLUMNS`` of the backend.
+
+    ``backend_config`` is ``NAME:key=value,...`` with every option of ``backend.options()`` (sorted; numba's default
+    thread count resolved; options left None, such as dask's ``scheduler`` for a local cluster, left out), plain
+    ``python-paillier`` for the baseline, ``heu:threads=N,variant=V`` for HEU (threads as HEU reads them) and
+    ``none`` without a backend. ``parallelism`` is the number of cores the backend uses: numba's threads,
+    the workers of multiprocessing and dask, HEU's threads, 1 for serial backends and the baseline; empty for
+    ``none`` and for cupy (a GPU). ``obfuscation`` is empty for none, heu and the baseline (python-paillier's own
+    r^n); ``window_bits`` only for ``djn``; ``kernel`` only for numba.
+    """
+    settings: dict[str, object] = dict.fromkeys(("obfuscation", "window_bits", "parallelism", "kernel"), "")
+    if cell.backend.name == NO_BACKEND:
+        return {**settings, "backend_config": NO_BACKEND}
+    if cell.backend.name == HEU_NAME:
+        threads = int(os.environ.get(heu.THREADS_VARIABLE, "0")) or (os.cpu_count() or 1)
+        config = _with_option(cell.backend, "threads", threads).label
+        return {**settings, "backend_config": config, "parallelism": threads}
+    if cell.backend.name == BASELINE_NAME:
+        return {**settings, "backend_config": BASELINE_NAME, "parallelism": 1}
+    options = dict(backend.options())
+    if isinstance(backend, NumbaBackend):
+        options["threads"] = _numba_threads(backend)
+        settings.update(parallelism=options["threads"], kernel=backend.kernel)
+    elif isinstance(backend, ChunkedBackend):
+        settings["parallelism"] = backend.workers
+    elif not isinstance(backend, CupyBackend):
+        settings["parallelism"] = 1
+    config = Component(backend.name, tuple(sorted((k, v) for k, v in options.items() if v is not None))).label
+    settings.update(
+        backend_config=config,
+        obfuscation=backend.obfuscation,
+        window_bits=backend.window_bits if backend.obfuscation == "djn" else "",
+    )
+    return settings
+
+
+def _numba_threads(backend: NumbaBackend) -> int:
+    """The threads a numba backend's parallel kernels run on: its ``threads`` option, else numba's default."""
+    if backend.threads is not None:
+        return backend.threads
+    import numba
+
+    return numba.get_num_threads()
+
+
+def scheme_settings(scheme: Component) -> dict[str, object]:
+    """The scheme's values of ``SCHEME_SETTINGS``, defaults filled in; empty for an option the scheme does not take."""
+    accepted, given = SCHEMES[scheme.name].options, dict(scheme.options)
+    return {name: given.get(name, default) if name in accepted else "" for name, default in SCHEME_SETTINGS.items()}
+
+
+def warm_up(backend: Backend, keypair: tuple[PublicKey, PrivateKey]) -> float:
+    """Pay ``backend``'s one-time costs before its first cell; returns the seconds it took.
+
+    Under ``keypair`` (one key of the grid's smallest size, shared by every backend's warm-up): two batches of
+    ``WARM_UP_VALUES`` random plaintexts encrypted in the backend's obfuscation mode (pool precompute, djn table),
+    added and decrypted, and one plaintext alone; then a powmod of one row and of ``WARM_UP_ROWS`` rows and a mulmod
+    of ``WARM_UP_ROWS`` rows mod n^2: numba loads (or, with a cold cache, compiles) its serial and parallel kernels,
+    multiprocessing and dask start their workers. Raises SweepError if a ciphertext decrypts wrong.
+    """
+    public_key, private_key = keypair
+    n, nsquare = public_key.n, public_key.nsquare
+    start = time.perf_counter()
+    plaintexts = [secrets.randbelow(n) for _ in range(WARM_UP_VALUES)]
+    if backend.obfuscation == "pool":
+        backend.precompute(public_key, 2 * WARM_UP_VALUES + 1)
+    batches = [backend.encrypt(public_key, plaintexts) for _ in range(2)]
+    single = backend.encrypt(public_key, plaintexts[:1])  # one row: the serial code paths
+    sums = backend.decrypt(private_key, backend.aggregate(public_key, batches))
+    if sums != [2 * m % n for m in plaintexts] or backend.decrypt(private_key, single) != plaintexts[:1]:
+        raise SweepError(f"the warm-up of backend {backend.describe()}: a ciphertext decrypted wrong")
+    rows = ints_to_limbs([secrets.randbelow(nsquare) for _ in range(WARM_UP_ROWS)], limb_width(nsquare))
+    backend.powmod(rows[:1], WARM_UP_EXPONENT, nsquare)
+    backend.mulmod(backend.powmod(rows, WARM_UP_EXPONENT, nsquare), rows, nsquare)
+    return time.perf_counter() - start
 
 
 def _heu_round(cell: Cell, vectors: list[np.ndarray]) -> RoundResult:
@@ -425,9 +587,11 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every cell of ``grid`` that ``out`` does not hold yet, appending one row per cell.
 
-    Each backend is built once and reused by its cells. Rows are appended atomically (the file is
-    rewritten through a temporary file and a rename), so an interrupted sweep leaves a valid file.
-    ``log`` receives one line per finished cell.
+    Cells run in the grid's order, one (key size, backend) group at a time: the group's backend is built, warmed up
+    (``warm_up``, under one key of the grid's smallest size made for the sweep; not for ``none`` and ``heu``), used by
+    every cell of the group and closed, so no other backend's workers run meanwhile. Rows are appended atomically
+    (the file is rewritten through a temporary file and a rename), so an interrupted sweep leaves a valid file.
+    ``log`` receives one line per warm-up and per finished cell.
     """
     out = Path(out)
     if out.suffix != ".csv":
@@ -436,26 +600,40 @@ def run_sweep(
     cells = grid.cells()
     done = read_cell_keys(out)
     todo = [cell for cell in cells if cell.key() not in done]
-    backends = {label: _build_backend(component) for label, component in _backends_of(todo).items()}
     machine = machine_info()
-    bar = tqdm(todo, desc="sweep", unit="cell", disable=None if progress else True)
-    for finished, cell in enumerate(bar):
-        bar.set_postfix_str(str(cell), refresh=True)
-        row = run_cell(cell, backends[cell.backend.label], machine)
-        try:
-            append_row(out, row)
-        except OSError as exc:
-            raise DestinationError(
-                f"cell {cell} was measured but not saved: {out} cannot be written ({exc.strerror or exc}); "
-                f"the {finished} cell(s) finished before it are in the file"
-            ) from None
-        if log is not None:
-            log(f"{cell}: encrypt {row['encrypt_per_user_s']:.3f} s/user, {row['ciphertexts_per_user']:g} ct/user")
+    warm_up_keypair: tuple[PublicKey, PrivateKey] | None = None  # made when the first backend warms up
+    finished = 0
+    with tqdm(total=len(todo), desc="sweep", unit="cell", disable=None if progress else True) as bar:
+        for (_, label), group in itertools.groupby(todo, key=lambda cell: (cell.key_bits, cell.backend.label)):
+            group_cells = list(group)
+            component = group_cells[0].backend
+            with _build_backend(component) as backend:
+                warm_up_s = math.nan
+                if component.name not in (NO_BACKEND, HEU_NAME):
+                    bar.set_postfix_str(f"warm-up {label}", refresh=True)
+                    if warm_up_keypair is None:
+                        warm_up_keypair = generate_keypair(min(grid.key_bits))
+                    warm_up_s = warm_up(backend, warm_up_keypair)
+                    if log is not None:
+                        log(f"warm-up {label}: {warm_up_s:.3f} s")
+                for cell in group_cells:
+                    bar.set_postfix_str(str(cell), refresh=True)
+                    row = run_cell(cell, backend, machine, warm_up_s)
+                    try:
+                        append_row(out, row)
+                    except OSError as exc:
+                        raise DestinationError(
+                            f"cell {cell} was measured but not saved: {out} cannot be written "
+                            f"({exc.strerror or exc}); the {finished} cell(s) finished before it are in the file"
+                        ) from None
+                    finished += 1
+                    bar.update()
+                    if log is not None:
+                        log(
+                            f"{cell}: encrypt {row['encrypt_per_user_s']:.3f} s/user, "
+                            f"{row['ciphertexts_per_user']:g} ct/user"
+                        )
     return SweepSummary(ran=len(todo), skipped=len(cells) - len(todo), out=out)
-
-
-def _backends_of(cells: Iterable[Cell]) -> dict[str, Component]:
-    return {cell.backend.label: cell.backend for cell in cells}
 
 
 def _build_backend(component: Component) -> Backend:
@@ -552,9 +730,18 @@ def _cell_key(dimension, users, sparsity, key_bits, scheme, backend, seed) -> tu
         round(float(sparsity), 9),
         int(key_bits),
         str(scheme),
-        str(backend),
+        _canonical_backend(str(backend)),
         int(seed),
     )
+
+
+def _canonical_backend(label: str) -> str:
+    """A registered backend named without an obfuscation ran with the default one: a file written before the
+    obfuscation axis holds ``gmpy2`` for what is now the cell ``gmpy2:obfuscation=standard``."""
+    component = Component.parse(label)
+    if component.name not in BACKENDS or "obfuscation" in dict(component.options):
+        return label
+    return _with_option(component, "obfuscation", DEFAULT_OBFUSCATION).label
 
 
 def _format(value: object) -> object:
