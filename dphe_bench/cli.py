@@ -4,6 +4,7 @@ import argparse
 import csv
 import dataclasses
 import io
+import os
 import secrets
 import signal
 import sys
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (``dphe-bench sweep --dry-run | head``): stop quietly, as shell tools do.
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         if args.command is None:
             print("\ndphe-bench: interrupted while starting; nothing was done", file=sys.stderr)
@@ -79,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             kept = KEPT_ON_INTERRUPT[args.command].format(out=getattr(args, "out", None))
             print(f"\ndphe-bench: {args.command} interrupted; {kept}", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail on a closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _bounded(kind: type, low: float, high: float | None = None) -> Callable[[str], object]:
@@ -332,8 +344,12 @@ def _run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="1024-bit Paillier keys")
         result = run_pipeline(config, backend=args.backend, progress=not args.no_progress)
-    # The summary first: if writing the results fails now (disk full), what the run measured is still shown.
-    print(format_summary(result), flush=True)
+    # The summary first: if writing the results fails now (disk full), what the run measured is still shown; and
+    # a reader gone from stdout does not stop the results from being written.
+    try:
+        print(format_summary(result), flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
     json_path, csv_path = write_run_results(result)
     print(f"\nresults: {json_path} (row appended to {csv_path})")
     return 0

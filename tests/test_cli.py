@@ -317,3 +317,26 @@ def test_run_prints_each_round_s_aggregation_error_next_to_its_bound_and_the_dri
     assert [r["max_abs_error"] for r in rounds] == pytest.approx(errors, rel=1e-2)
     assert f"difference from the plain run after 2 rounds: max |w_{scheme} - w_plain| = " in out
     assert "drift apart round by round" in out
+
+
+def test_a_reader_that_closes_stdout_ends_the_command_quietly(tmp_path):
+    """``dphe-bench sweep --dry-run | head``: the closed pipe stops the command with 141, never a traceback."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dphe_bench.cli import main; sys.exit(main(sys.argv[1:]))",
+            "sweep",
+            "--quick",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "sweep.csv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader is gone before the first line is written
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+    assert not (tmp_path / "sweep.csv").exists()
