@@ -2,7 +2,9 @@
 
 ``ChunkedBackend`` holds the chunking logic; ``multiprocessing`` and ``dask`` only say how a list of tasks
 is mapped onto workers. Every worker process keeps one inner backend per configuration (built on its first
-task), so a ``djn`` table is built once per worker and key, never sent per task. Chunks are large enough
+task), so a ``djn`` table is built once per worker and key, never sent per task: ``djn_table`` has every
+worker build its own now (a one-time cost at set-up, apart from any round's ``encrypt``), each with its own
+random x, and keeps the calling process's table for batches small enough to run there. Chunks are large enough
 that a task's fixed cost (about 1 ms for a local process pool, 2 ms for dask) stays under 5 % of its work;
 a batch smaller than two chunks runs in the calling process with the same inner backend.
 """
@@ -15,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from dphe_bench.backends.base import Backend
+from dphe_bench.backends.fixed_base import FixedBaseTable
 from dphe_bench.crypto.batch import CiphertextBatch
 from dphe_bench.crypto.paillier import PrivateKey, PublicKey
 from dphe_bench.errors import plain_list
@@ -27,15 +30,26 @@ TaskSpec = tuple[str, tuple[tuple[str, object], ...]]
 _WORKER_BACKENDS: dict[TaskSpec, Backend] = {}
 
 
-def run_task(spec: TaskSpec, method: str, args: tuple) -> object:
-    """Worker side: call ``method`` of this process's inner backend for ``spec`` (built once, then reused)."""
+def worker_backend(spec: TaskSpec) -> Backend:
+    """Worker side: this process's inner backend for ``spec`` (built on first use, then reused)."""
     backend = _WORKER_BACKENDS.get(spec)
     if backend is None:
         from dphe_bench.backends import get_backend
 
         name, options = spec
         backend = _WORKER_BACKENDS[spec] = get_backend(name, **dict(options))
-    return getattr(backend, method)(*args)
+    return backend
+
+
+def run_task(spec: TaskSpec, method: str, args: tuple) -> object:
+    """Worker side: call ``method`` of this process's inner backend for ``spec``."""
+    return getattr(worker_backend(spec), method)(*args)
+
+
+def build_worker_table(spec: TaskSpec, public_key: PublicKey) -> int:
+    """Worker side: build (or find) this process's ``djn`` table for ``public_key``; returns its bytes, not the
+    table, so that nothing large travels back."""
+    return worker_backend(spec).djn_table(public_key).nbytes
 
 
 class ChunkedBackend(Backend):
@@ -71,14 +85,25 @@ class ChunkedBackend(Backend):
         self.workers = workers
         self._local = get_backend(inner, **super().options())
         self._spec: TaskSpec = (inner, tuple(sorted(self._local.options().items())))
+        # Moduli of the keys whose djn table every current worker holds (emptied when the workers stop).
+        self._worker_tables: set[int] = set()
 
     @abstractmethod
     def _map(self, function: Callable, tasks: list[tuple]) -> list:
         """Run ``function(*task)`` for every task on the workers; results in task order."""
 
     @abstractmethod
+    def _on_every_worker(self, function: Callable, *args: object) -> list:
+        """Run ``function(*args)`` once in every worker process, starting the workers if needed; one result each."""
+
+    @abstractmethod
+    def _stop_workers(self) -> None:
+        """Stop (or disconnect from) the workers this backend started."""
+
     def close(self) -> None:
-        """Stop the workers this backend started."""
+        """Stop the workers this backend started (a later call starts new ones, which build their tables again)."""
+        self._stop_workers()
+        self._worker_tables.clear()
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -131,6 +156,19 @@ class ChunkedBackend(Backend):
             lambda rows: (private_key, ciphertexts.take(np.arange(rows.start, rows.stop))),
             lambda parts: [value for part in parts for value in part],
         )
+
+    def djn_table(self, public_key: PublicKey) -> FixedBaseTable:
+        """The ``djn`` table of this process's inner backend (used for batches too small to chunk) and, in ``djn``
+        mode, every worker's own table for this key, built now, once per worker and key.
+
+        The workers return only the tables' sizes. Errors: those of ``_on_every_worker`` (``multiprocessing``:
+        BackendUnavailableError when a worker died or they did not all start in time).
+        """
+        table = self._local.djn_table(public_key)
+        if self.obfuscation == "djn" and public_key.n not in self._worker_tables:
+            self._on_every_worker(build_worker_table, self._spec, public_key)
+            self._worker_tables.add(public_key.n)
+        return table
 
     def table_nbytes(self) -> int:
         """Memory of the ``djn`` tables in this process (each worker holds its own copy as well)."""

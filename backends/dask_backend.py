@@ -5,9 +5,12 @@ one second); with ``scheduler="tcp://host:8786"`` it connects to a running clust
 machine, ``dask worker tcp://host:8786`` on each of the others, each with dphe-bench installed). Dask starts
 local workers with ``spawn``, so a script that uses it needs an ``if __name__ == "__main__":`` guard.
 Decryption never leaves the calling process: the private key is not sent to dask workers, which may be
-other machines. Scratch files go to a temporary folder that ``close()`` removes.
+other machines. Scratch files go to a temporary folder that ``close()`` removes. Work that must run once in
+every worker (building the ``djn`` tables) goes through ``Client.run``, in a thread of the worker process, so
+it fills the same per-process inner backends as the tasks and the worker keeps answering its scheduler.
 """
 
+import asyncio
 import importlib
 import importlib.util
 import shutil
@@ -16,6 +19,11 @@ import weakref
 from collections.abc import Callable
 
 from dphe_bench.backends.chunked import ChunkedBackend
+
+
+async def _in_worker_thread(function: Callable, *args: object) -> object:
+    """Worker side (``Client.run``): ``function(*args)`` in a thread of this worker process, off its event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 class DaskBackend(ChunkedBackend):
@@ -75,13 +83,21 @@ class DaskBackend(ChunkedBackend):
         self._finalizer = weakref.finalize(self, _shutdown_local, client, cluster, scratch)
         return client
 
-    def _map(self, function: Callable, tasks: list[tuple]) -> list:
+    def _connected(self):
+        """The client, connected (and the local cluster started) now if it is not yet."""
         if self._client is None:
             self._client = self._connect()
-        futures = self._client.map(function, *zip(*tasks, strict=True), pure=False)
-        return self._client.gather(futures)
+        return self._client
 
-    def close(self) -> None:
+    def _map(self, function: Callable, tasks: list[tuple]) -> list:
+        client = self._connected()
+        return client.gather(client.map(function, *zip(*tasks, strict=True), pure=False))
+
+    def _on_every_worker(self, function: Callable, *args: object) -> list:
+        """``function(*args)`` once in every worker process the scheduler knows now; a worker's error is raised."""
+        return list(self._connected().run(_in_worker_thread, function, *args).values())
+
+    def _stop_workers(self) -> None:
         """Disconnect, and stop the local cluster if this backend started one."""
         if self._finalizer is not None:
             self._finalizer()

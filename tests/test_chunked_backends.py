@@ -1,4 +1,5 @@
-"""multiprocessing and dask: chunking, results equal to the serial backend's, clean shutdown, key handling."""
+"""multiprocessing and dask: chunking, results equal to the serial backend's, clean shutdown, key handling,
+djn tables built in every worker at set-up."""
 
 import os
 import secrets
@@ -9,8 +10,10 @@ import pytest
 
 from dphe_bench import get_backend
 from dphe_bench.backends import BACKENDS, available_backends
-from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
+from dphe_bench.backends import multiprocessing_backend as multiprocessing_module
+from dphe_bench.backends.chunked import _WORKER_BACKENDS, MIN_CHUNK, ChunkedBackend
 from dphe_bench.crypto.limbs import ints_to_limbs, limb_width, limbs_to_ints
+from dphe_bench.errors import BackendUnavailableError
 
 HAVE_DASK = available_backends()["dask"].available
 
@@ -18,6 +21,20 @@ HAVE_DASK = available_backends()["dask"].available
 def random_limbs(modulus: int, count: int) -> tuple[list[int], np.ndarray]:
     values = [secrets.randbelow(modulus) for _ in range(count)]
     return values, ints_to_limbs(values, limb_width(modulus))
+
+
+def python_decrypt(private_key, ciphertexts: list[int]) -> list[int]:
+    """Textbook Paillier decryption in Python ints (g = n + 1): L(c^lambda mod n^2) / lambda mod n."""
+    n = private_key.public_key.n
+    lam = (private_key.p - 1) * (private_key.q - 1)
+    return [(pow(c, lam, n * n) - 1) // n * pow(lam, -1, n) % n for c in ciphertexts]
+
+
+def worker_tables(spec) -> tuple[int, dict[int, tuple[int, int]]]:
+    """Run in a worker: its pid and, per key modulus, (id, nbytes) of the djn tables its inner backend holds."""
+    backend = _WORKER_BACKENDS.get(spec)
+    tables = {} if backend is None else backend._djn_tables
+    return os.getpid(), {n: (id(table), table.nbytes) for n, table in tables.items()}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +111,67 @@ def test_close_stops_every_worker_and_a_later_call_starts_new_ones(keypair_1024)
     backend.close()
 
 
+def check_djn_tables_are_built_once_in_every_worker(backend: ChunkedBackend, keypair) -> set[int]:
+    """djn_table builds the local table and one per worker, once; a chunked encryption then builds none and
+    decrypts right. Returns the workers' pids."""
+    public_key, private_key = keypair
+    assert all(tables == {} for _, tables in backend._on_every_worker(worker_tables, backend._spec))
+    table = backend.djn_table(public_key)
+    assert backend.table_nbytes() == table.nbytes > 0
+    built = dict(backend._on_every_worker(worker_tables, backend._spec))
+    assert len(built) == backend.workers
+    assert all(tables.keys() == {public_key.n} and tables[public_key.n][1] == table.nbytes for tables in built.values())
+    assert backend.djn_table(public_key) is table
+    assert dict(backend._on_every_worker(worker_tables, backend._spec)) == built
+    values = [secrets.randbelow(public_key.n) for _ in range(2 * backend.chunk_scale * MIN_CHUNK["djn_obfuscators"])]
+    assert len(backend.chunk_sizes("djn_obfuscators", len(values))) > 1
+    batch = backend.encrypt(public_key, values)
+    assert dict(backend._on_every_worker(worker_tables, backend._spec)) == built
+    assert python_decrypt(private_key, batch.to_ints()) == values
+    assert len(set(batch.to_ints())) == len(values)
+    assert backend.table_nbytes() == table.nbytes
+    return set(built)
+
+
+def test_djn_table_is_built_once_in_every_worker_process_at_set_up(small_keypair):
+    with get_backend("multiprocessing", workers=2, obfuscation="djn", window_bits=4) as backend:
+        pids = check_djn_tables_are_built_once_in_every_worker(backend, small_keypair)
+        assert pids == set(backend._executor._processes)
+        backend.close()
+        assert backend._executor is None
+        # New workers hold no table: the next call builds theirs.
+        assert check_djn_tables_are_built_once_in_every_worker(backend, small_keypair).isdisjoint(pids)
+
+
+def test_djn_table_in_another_mode_builds_only_the_local_table(small_keypair):
+    public_key, _ = small_keypair
+    with get_backend("multiprocessing", workers=2, obfuscation="standard", window_bits=4) as backend:
+        table = backend.djn_table(public_key)
+        assert backend.table_nbytes() == table.nbytes > 0
+        assert backend._executor is None
+
+
+def test_djn_table_raises_a_clear_error_when_a_worker_died(small_keypair):
+    public_key, _ = small_keypair
+    with get_backend("multiprocessing", workers=2, obfuscation="djn", window_bits=4) as backend:
+        backend._pool().submit(int).result()
+        os.kill(next(iter(backend._executor._processes)), 9)
+        with pytest.raises(BackendUnavailableError, match=r"worker processes of multiprocessing .*: one of them died"):
+            backend.djn_table(public_key)
+        assert backend._executor is None
+        backend.djn_table(small_keypair[0])
+        assert len(backend._on_every_worker(worker_tables, backend._spec)) == 2
+
+
+def test_djn_table_gives_up_after_the_timeout_when_a_worker_is_busy(small_keypair, monkeypatch):
+    monkeypatch.setattr(multiprocessing_module, "WORKER_START_TIMEOUT_S", 0.3)
+    with get_backend("multiprocessing", workers=2, obfuscation="djn", window_bits=4) as backend:
+        busy = backend._pool().submit(time.sleep, 1.5)
+        with pytest.raises(BackendUnavailableError, match=r"did not each take one task within 0\.3 s"):
+            backend.djn_table(small_keypair[0])
+        assert busy.done() and backend._executor is None
+
+
 def _alive(pid: int) -> bool:
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
@@ -152,3 +230,10 @@ def test_dask_connects_to_a_running_scheduler(keypair_1024):
         assert backend.decrypt(private_key, backend.encrypt(public_key, values)) == values
         backend.close()
         assert cluster.scheduler_address
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed is not installed")
+def test_dask_builds_the_djn_table_in_every_worker_process_where_its_tasks_run(small_keypair):
+    with get_backend("dask", workers=2, obfuscation="djn", window_bits=4) as backend:
+        check_djn_tables_are_built_once_in_every_worker(backend, small_keypair)
