@@ -235,7 +235,7 @@ def test_the_headline_takes_each_backend_fastest_configuration_and_says_what_is_
     (ours,) = table[table["source"] == "ours"].to_dict("records")
     assert ours["configuration"] == "gmpy2 djn (8-bit windows)"
     assert ours["dphe at 95.6 % (s)"] == 4.0 and ours["dense (s)"] == pytest.approx(5.0 * 100)
-    assert ours["basis"] == "dense: projected from D = 2,000 (x100); dphe: measured at D = 200,000"
+    assert ours["basis"] == "dense: projected from D = 2,000 (1 user; x100); dphe: measured at D = 200,000 (1 user)"
 
 
 def test_the_headline_names_heu_and_python_paillier_rows_as_baselines_not_ours():
@@ -250,7 +250,8 @@ def test_the_headline_names_heu_and_python_paillier_rows_as_baselines_not_ours()
     table = headline_encryption_table(_frame(rows)).set_index("backend")
     assert table.loc["heu", "source"] == "SecretFlow HEU" and table.loc["heu", "configuration"] == "heu ZPaillier"
     assert table.loc[BASELINE_NAME, "source"] == "baseline" and table.loc["gmpy2", "source"] == "ours"
-    assert table.loc["gmpy2", "dense (s)"] == 100.0 and table.loc["gmpy2", "basis"] == "dense: measured at D = 200,000"
+    assert table.loc["gmpy2", "dense (s)"] == 100.0
+    assert table.loc["gmpy2", "basis"] == "dense: measured at D = 200,000 (1 user); dphe: no cell at 95.6 %"
 
 
 def test_paper_accuracy_tables_put_comparable_runs_next_to_the_paper(results, sweep):
@@ -442,3 +443,64 @@ def test_scheme_cost_table_takes_each_scheme_at_its_fastest_configuration_next_t
         assert row["encryption / user (s)"] == same["encryption_per_user_s"].min()
     dphe = costs[costs["scheme"].str.startswith("dphe")]
     assert (dphe.sort_values("sparsity")["ciphertexts / user"].diff().dropna() <= 0).all()
+
+
+def test_a_new_report_replaces_the_old_one_whole_and_a_failed_one_leaves_it(fixture_dir, tmp_path):
+    out = tmp_path / "r"
+    write_report([fixture_dir / "runs"], out)
+    assert (out / "figures" / "accuracy_vs_users.png").exists()
+    (out / "notes.txt").write_text("mine")
+    written = write_report([fixture_dir / "sweep.csv"], out)
+    # The run-only figure and tables of the first report are gone; what the user put there is not.
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(p.name for p in written.figures)
+    assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(p.name for p in written.tables)
+    assert (out / "notes.txt").read_text() == "mine"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"config": [], "federated": {}}))
+    with pytest.raises(ReportInputError):
+        write_report([fixture_dir / "sweep.csv", bad], out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".report-staging")]
+
+
+def test_a_configuration_keeps_its_style_in_every_figure_and_headers_escape_pipes(fixture_dir, tmp_path):
+    import re
+
+    written = write_report([fixture_dir], tmp_path / "r")
+    text = written.markdown.read_text()
+    for block in re.findall(r"(\| .+ \|\n\| (?:--- \| )*--- \|)", text):
+        header, rule = block.split("\n")
+        assert len(re.split(r"(?<!\\)\|", header)) == len(rule.split("|"))  # as many cells as the rule row
+    from dphe_bench.bench.report import bytes_vs_sparsity_figure, encryption_vs_sparsity_figure
+
+    registry: dict = {}
+    sweep = with_derived(load_results([fixture_dir / "sweep.csv"]).sweep)
+    first, _ = encryption_vs_sparsity_figure(sweep, registry)
+    second, _ = bytes_vs_sparsity_figure(sweep, registry)
+    styles = {}
+    for fig in (first, second):
+        for handle, label in zip(fig.legends[0].legend_handles, fig.legends[0].get_texts(), strict=True):
+            style = (handle.get_color(), handle.get_marker())
+            assert styles.setdefault(label.get_text(), style) == style
+    assert len(set(styles.values())) == len(styles)
+
+
+def test_settings_that_do_not_apply_do_not_split_runs_into_series():
+    from dphe_bench.bench.report import applicable_runs
+
+    runs = pd.DataFrame(
+        {
+            "split": ["iid", "iid", "dirichlet", "dirichlet"],
+            "dirichlet_alpha": [0.5, 0.1, 0.5, 0.1],
+            "scheme": ["dphe"] * 4,
+            "quantization_bits": [16, 8, 16, 8],
+            "obfuscation": ["standard"] * 4,
+            "backend_config": ["gmpy2:obfuscation=standard,window_bits=8", "gmpy2:obfuscation=standard,window_bits=12"]
+            * 2,
+        }
+    )
+    cleaned = applicable_runs(runs)
+    assert cleaned["dirichlet_alpha"].isna().tolist() == [True, True, False, False]
+    assert cleaned["quantization_bits"].isna().all()
+    assert set(cleaned["backend_config"]) == {"gmpy2:obfuscation=standard"}

@@ -94,6 +94,15 @@ def test_a_varied_column_the_results_lack_is_an_error():
             {"backend_name": "heu", "backend_config": "heu:threads=2,variant=ZPaillier", "parallelism": 2},
             "heu ZPaillier (2 threads)",
         ),
+        (
+            {
+                "backend_name": "multiprocessing",
+                "backend_config": "multiprocessing:inner=python,obfuscation=standard,start_method=spawn,workers=2",
+                "obfuscation": "standard",
+                "parallelism": 2,
+            },
+            "multiprocessing standard (2 workers of python, start_method spawn)",
+        ),
         ({"backend_name": "none", "backend_config": "none"}, "none"),
         ({"backend": "gmpy2", "backend_config": "none"}, "none"),
     ],

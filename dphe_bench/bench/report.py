@@ -7,6 +7,9 @@ results that differ in anything else are separate rows or lines, or are left out
 CSV files keep numbers in seconds and bytes; ``report.md`` writes them in human units.
 """
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +28,13 @@ from dphe_bench.bench.report_series import (
     caption,
     comparable_series,
     fixed_and_differing,
+    parse_config,
     scheme_text,
     series_label,
     setting_text,
     settings_frame,
 )
-from dphe_bench.bench.report_units import format_value, human_seconds, reader_column
+from dphe_bench.bench.report_units import format_value, human_seconds, human_value, reader_column
 from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT, HEU_NAME
 from dphe_bench.errors import plain_list
 from dphe_bench.files import prepare_folder, write_atomically, write_text_atomically
@@ -86,7 +90,9 @@ def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
     offline obfuscators included; one-time costs, ``tables_s`` and ``warm_up_s``, are not).
     ``encryption_per_ciphertext_s``: the same per ciphertext. ``configuration``: ``backend_text`` of the row.
     ``serialisation``: whose bytes (``heu`` for HEU cells, ``ours`` otherwise). ``backend_config`` falls back
-    to the backend label for files written before it was a column.
+    to the backend label for files written before it was a column, and drops ``window_bits`` outside ``djn``
+    (the only mode with a table), as ``normalised_config`` does; ``precompute_s`` outside ``pool`` and
+    ``tables_s`` outside ``djn`` become NaN (they do not apply, rather than taking 0 s).
     """
     sweep = sweep.copy()
     if sweep.empty:
@@ -96,12 +102,55 @@ def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
     precompute = sweep["precompute_s"].fillna(0.0) if "precompute_s" in sweep else 0.0
     work = precompute + sweep["encrypt_s"]
     ciphertexts = sweep["ciphertexts"].where(sweep["ciphertexts"] > 0)
-    sweep["backend_config"] = sweep["backend_config"].where(sweep["backend_config"].notna(), sweep["backend"])
+    configs = sweep["backend_config"].where(sweep["backend_config"].notna(), sweep["backend"])
+    sweep["backend_config"] = [normalised_config(c, o) for c, o in zip(configs, sweep["obfuscation"], strict=True)]
+    sweep["precompute_s"] = sweep["precompute_s"].where(sweep["obfuscation"] == "pool")
+    if "tables_s" in sweep:
+        sweep["tables_s"] = sweep["tables_s"].where(sweep["obfuscation"] == "djn")
     sweep["encryption_per_user_s"] = work / sweep["users"]
     sweep["encryption_per_ciphertext_s"] = work / ciphertexts
     sweep["configuration"] = [backend_text(row) for _, row in sweep.iterrows()]
     sweep["serialisation"] = np.where(sweep["backend_name"] == HEU_NAME, "heu", "ours")
     return sweep
+
+
+def normalised_config(config: object, obfuscation: object) -> object:
+    """``backend_config`` without ``window_bits`` unless the obfuscation is ``djn``: the window of a table that is
+    never built does not change a result, so two such cells are one configuration."""
+    if setting_text(obfuscation) == "djn" or not setting_text(config):
+        return config
+    name, options = parse_config(config)
+    options.pop("window_bits", None)
+    return name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+
+
+# Run settings that apply only under a condition on another setting: (setting, applies(row)).
+RUN_CONDITIONS = (
+    ("dirichlet_alpha", lambda row: setting_text(row.get("split")) == "dirichlet"),
+    ("image_size", lambda row: setting_text(row.get("features")) != "pixels"),
+    ("engine", lambda row: setting_text(row.get("features")) != "pixels"),
+    ("precision_bits", lambda row: setting_text(row.get("scheme")) in ("dense", "dphe")),
+    ("quantization_bits", lambda row: setting_text(row.get("scheme")) == "packed"),
+    ("quantization_range", lambda row: setting_text(row.get("scheme")) == "packed"),
+    ("key_bits", lambda row: setting_text(row.get("scheme")) in ("dense", "dphe", "packed")),
+)
+
+
+def applicable_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with settings that do not apply to them emptied (NaN): the Dirichlet alpha of an IID split, the
+    image size and engine of pixel features, a scheme's options under another scheme, key bits without Paillier,
+    and the window bits inside ``backend_config`` outside ``djn``. Two runs that differ only there are one
+    configuration, and captions do not name settings that played no part."""
+    runs = runs.copy()
+    for setting, applies in RUN_CONDITIONS:
+        if setting in runs:
+            keep = [bool(applies(row)) for _, row in runs.iterrows()]
+            runs[setting] = runs[setting].astype(object).where(keep)
+    if "backend_config" in runs and "obfuscation" in runs:
+        runs["backend_config"] = [
+            normalised_config(c, o) for c, o in zip(runs["backend_config"], runs["obfuscation"], strict=True)
+        ]
+    return runs
 
 
 def main_slice(sweep: pd.DataFrame, encrypted_only: bool = True) -> pd.DataFrame:
@@ -157,7 +206,10 @@ def headline_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
     ):
         first, dense, dphe, _ = min(choices, key=lambda c: c[3])
         name = first["backend_name"]
-        basis = [f"{scheme}: {part[1]}" for scheme, part in (("dense", dense), ("dphe", dphe)) if part]
+        basis = [
+            f"{scheme}: {part[1] if part else 'no cell' + (' at 95.6 %' if scheme == 'dphe' else '')}"
+            for scheme, part in (("dense", dense), ("dphe", dphe))
+        ]
         rows.append(
             {
                 "source": {BASELINE_NAME: "baseline", HEU_NAME: "SecretFlow HEU"}.get(name, "ours"),
@@ -179,11 +231,16 @@ def _at_paper_size(cells: pd.DataFrame) -> tuple[float, str, bool] | None:
         return None
     exact = cells[cells["dimension"] == PAPER_DIMENSION]
     if not exact.empty:
-        return float(exact["encryption_per_user_s"].median()), "measured at D = 200,000", True
+        return float(exact["encryption_per_user_s"].median()), f"measured at D = 200,000 ({_users(exact)})", True
     largest = cells[cells["dimension"] == cells["dimension"].max()]
     dimension = int(largest["dimension"].iloc[0])
     scaled = float(largest["encryption_per_user_s"].median()) * PAPER_DIMENSION / dimension
-    return scaled, f"projected from D = {dimension:,} (x{PAPER_DIMENSION / dimension:,.0f})", False
+    return scaled, f"projected from D = {dimension:,} ({_users(largest)}; x{PAPER_DIMENSION / dimension:,.0f})", False
+
+
+def _users(cells: pd.DataFrame) -> str:
+    counts = sorted({int(u) for u in cells["users"]})
+    return "/".join(map(str, counts)) + (" user" if counts == [1] else " users")
 
 
 def accuracy_vs_users_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[Series], list[str], str]:
@@ -303,13 +360,15 @@ def speedup_table(sweep: pd.DataFrame) -> pd.DataFrame:
     ``encryption_s`` (ours, per user, pool's precompute included), ``encrypt_s`` (online only),
     ``baseline_s``, ``speedup`` (baseline_s / encryption_s), ``online_speedup`` (baseline_s / online
     encryption per user), ``heu_s`` and ``vs_heu`` (the fastest HEU cell on the same values; NaN where none ran),
-    ``heu_configuration``, ``load_average``, ``time_utc``.
+    ``heu_configuration``, ``load_average`` and ``baseline_load`` (1-minute load averages of the two cells),
+    ``time_utc``.
     """
     keys = list(PAIR_KEYS)
     encrypted = sweep[(sweep["key_bits"] > 0) & (sweep["encryption_per_user_s"] > 0)].copy()
     encrypted[keys] = settings_frame(encrypted, keys)
-    baseline = encrypted[encrypted["backend_name"] == BASELINE_NAME][[*keys, "encryption_per_user_s"]]
-    baseline = baseline.rename(columns={"encryption_per_user_s": "baseline_s"}).drop_duplicates(keys, keep="last")
+    baseline = encrypted[encrypted["backend_name"] == BASELINE_NAME][[*keys, "encryption_per_user_s", "load_average"]]
+    baseline = baseline.rename(columns={"encryption_per_user_s": "baseline_s", "load_average": "baseline_load"})
+    baseline = baseline.drop_duplicates(keys, keep="last")
     heu_cells = encrypted[encrypted["backend_name"] == HEU_NAME].sort_values("encryption_per_user_s")
     heu = heu_cells.drop_duplicates(keys, keep="first")[[*keys, "encryption_per_user_s", "configuration"]]
     heu = heu.rename(columns={"encryption_per_user_s": "heu_s", "configuration": "heu_configuration"})
@@ -333,7 +392,7 @@ def speedup_summary(speedups: pd.DataFrame) -> pd.DataFrame:
     ``vs HEU`` is the geometric mean over the cells that have an HEU cell on the same values, and ``HEU cells``
     counts them (so both numbers describe the same cells). ``online only``: the same without ``pool``'s
     offline precomputation (equal to the speed-up for the other modes). ``load``: the 1-minute load average
-    range of the cells, ``date``: their UTC dates.
+    range of the cells and of their python-paillier partners, ``date``: their UTC dates.
     """
     if speedups.empty:
         return pd.DataFrame()
@@ -342,7 +401,7 @@ def speedup_summary(speedups: pd.DataFrame) -> pd.DataFrame:
     for _, group in speedups.groupby(keys, sort=True):
         with_heu = group["vs_heu"].dropna()
         first = group.iloc[0]
-        load = pd.to_numeric(group["load_average"], errors="coerce").dropna()
+        load = pd.to_numeric(pd.concat([group["load_average"], group["baseline_load"]]), errors="coerce").dropna()
         dates = sorted({str(t)[:10] for t in group["time_utc"].dropna()})
         rows.append(
             {
@@ -484,7 +543,9 @@ def _groups(frame: pd.DataFrame, settings: Sequence[str]):
 # ---- sweep figures -------------------------------------------------------------------------------------
 
 
-def encryption_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+def encryption_vs_sparsity_figure(
+    sweep: pd.DataFrame, registry: dict[str, dict[str, object]] | None = None
+) -> tuple[object, str] | None:
     """Encryption per user against sparsity on the main grid: a panel per scheme and key size, a line per
     configuration (every other setting equal). Returns (figure, caption) or None without two sparsities."""
     rows = main_slice(sweep)
@@ -509,12 +570,15 @@ def encryption_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | N
         title="Encryption per user vs sparsity",
         unit="s",
         ncols=len({bits for _, bits in panels}),
+        registry=registry,
     )
     note = "A user's whole encryption work (`pool`'s precomputation included, one-time costs not)."
-    return figure, _figure_caption(series, left_out, "sparsity", note)
+    return figure, _figure_caption(series, left_out, "sparsity", f"{note} {outside_main_note(sweep)}")
 
 
-def bytes_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+def bytes_vs_sparsity_figure(
+    sweep: pd.DataFrame, registry: dict[str, dict[str, object]] | None = None
+) -> tuple[object, str] | None:
     """Bytes one user sends against sparsity on the main grid, a line per scheme and serialisation, a panel
     per key size (schemes without Paillier in every panel). Bytes do not depend on the backend."""
     rows = main_slice(sweep, encrypted_only=False)
@@ -529,9 +593,12 @@ def bytes_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
         for label, one in zip(unique_labels(series, differing, omit=("key_bits", "serialisation")), series, strict=True)
     ]
     key_sizes = sorted({int(one.rows["key_bits"].iloc[0]) for one in series} - {0}) or [0]
+    unencrypted = any(int(one.rows["key_bits"].iloc[0]) == 0 for one in series)
     panels = [
         (
-            f"{bits}-bit keys" if bits else "no encryption",
+            (f"{bits}-bit keys" + (" (and schemes without Paillier)" if unencrypted else ""))
+            if bits
+            else "no encryption",
             [i for i, one in enumerate(series) if int(one.rows["key_bits"].iloc[0]) in (0, bits)],
         )
         for bits in key_sizes
@@ -546,12 +613,15 @@ def bytes_vs_sparsity_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
         ylabel="sent per user",
         title="Bytes one user sends vs sparsity",
         unit="bytes",
+        registry=registry,
     )
     note = "Bytes do not depend on the backend: one line per scheme (HEU's own serialisation apart)."
-    return figure, _figure_caption(series, left_out, "sparsity", note)
+    return figure, _figure_caption(series, left_out, "sparsity", f"{note} {outside_main_note(sweep)}")
 
 
-def encryption_vs_key_size_figure(sweep: pd.DataFrame) -> tuple[object, str] | None:
+def encryption_vs_key_size_figure(
+    sweep: pd.DataFrame, registry: dict[str, dict[str, object]] | None = None
+) -> tuple[object, str] | None:
     """Encryption per ciphertext against key size, a line per configuration, for one scheme and sparsity of
     the main grid (``dense`` where measured, at its most measured sparsity). None without two key sizes."""
     rows = main_slice(sweep)
@@ -576,9 +646,20 @@ def encryption_vs_key_size_figure(sweep: pd.DataFrame) -> tuple[object, str] | N
         ylabel="encryption per ciphertext",
         title="Encryption per ciphertext vs key size",
         unit="s",
+        registry=registry,
+        xticks=sorted({int(k) for k in rows["key_bits"]}),
     )
     note = "Per ciphertext, `pool`'s precomputation included."
-    return figure, _figure_caption(series, left_out, "key size", note)
+    return figure, _figure_caption(series, left_out, "key size", f"{note} {outside_main_note(sweep)}")
+
+
+def outside_main_note(sweep: pd.DataFrame) -> str:
+    """A sentence counting the encrypted cells of other (machine, D, users) than ``main_slice``; "" if none."""
+    encrypted = sweep[sweep["key_bits"] > 0]
+    others = len(encrypted) - len(main_slice(sweep))
+    if not others:
+        return ""
+    return f"{others} encrypted cell(s) of other D, users or machines are not drawn here (see Sweep cells)."
 
 
 def _figure_caption(series: Sequence[Series], left_out: pd.DataFrame, varied: str, note: str = "") -> str:
@@ -595,8 +676,10 @@ def _figure_caption(series: Sequence[Series], left_out: pd.DataFrame, varied: st
 def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenReport:
     """Read ``inputs``, write ``report.md``, ``figures/*.png`` and ``tables/*.csv`` under ``out_dir``.
 
-    Every file is written whole (temporary file, then rename). Raises DestinationError before reading anything
-    when ``out_dir`` cannot be written, and ReportInputError when the inputs hold no results at all.
+    The whole report is made in a staging folder inside ``out_dir`` first; only when all of it is written does it
+    replace the previous report (``report.md``, and the ``*.png`` and ``*.csv`` of ``figures/`` and ``tables/``, stale
+    ones removed), so a failed report leaves the previous one as it was. Raises DestinationError before reading
+    anything when ``out_dir`` cannot be written, and ReportInputError when the inputs hold no results at all.
     """
     out_dir = prepare_folder(out_dir, "report folder")
     for folder in (out_dir / "figures", out_dir / "tables"):
@@ -604,61 +687,97 @@ def write_report(inputs: Sequence[str | Path], out_dir: str | Path) -> WrittenRe
     results = load_results(inputs)
     if results.sweep.empty and results.runs.empty and results.asv.empty:
         raise ReportInputError(f"no sweep, run or asv results in {plain_list(inputs)}")
+    staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=out_dir))
+    try:
+        report = _Writer(out_dir, staging, WrittenReport(markdown=out_dir / "report.md"))
+        _write_sections(report, results)
+        report.publish()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report.written
+
+
+def _write_sections(report: "_Writer", results: ResultTables) -> None:
     sweep = with_derived(results.sweep)
-    report = _Writer(out_dir, WrittenReport(markdown=out_dir / "report.md"))
+    runs = applicable_runs(results.runs)
     report.add(_header(results, sweep))
-    report.add("## Headline: the paper's three results next to ours")
+    if not (sweep.empty and runs.empty):
+        report.add("## Headline: the paper's three results next to ours")
     if not sweep.empty:
         _headline_encryption(report, sweep)
-    if not results.runs.empty:
-        _headline_accuracy(report, results.runs, sweep)
+    if not runs.empty:
+        _headline_accuracy(report, runs, sweep)
     if not sweep.empty:
         _sweep_sections(report, sweep)
     if not results.asv.empty:
         latest = asv_table(results.asv)
         report.table(latest, "asv")
         summary = latest[latest["benchmark"].str.startswith(ASV_SUMMARY_MODULES)]
+        summary = summary.assign(
+            result=[
+                human_value(v, u) if pd.notna(v) else "" for v, u in zip(summary["value"], summary["unit"], strict=True)
+            ]
+        )[["benchmark", "params", "result", "commit", "machine"]]
         report.add(
             "## asv benchmarks\n\nLatest result per benchmark and parameters of "
             f"{', '.join(m.rstrip('.') for m in ASV_SUMMARY_MODULES)}; every benchmark: `tables/asv.csv`.\n\n"
             + markdown_table(summary)
         )
     report.add(_differences(results, sweep))
-    report.add("## Inputs\n\n" + "\n".join(f"- `{path}`" for path in results.sources))
-    write_text_atomically(report.written.markdown, "\n\n".join(report.sections) + "\n")
-    return report.written
+    inputs = "## Inputs\n\n" + "\n".join(f"- `{path}`" for path in results.sources)
+    if results.skipped:
+        inputs += "\n\nSkipped (not result files):\n\n" + "\n".join(f"- `{path}`" for path in results.skipped)
+    report.add(inputs)
 
 
 @dataclass
 class _Writer:
-    """Collects the sections of report.md and writes tables and figures as they come."""
+    """Collects the sections of report.md and writes tables and figures into ``staging`` as they come; ``publish``
+    moves them to ``out_dir``. ``styles``: one colour-and-marker pair per series label for the whole report."""
 
     out_dir: Path
+    staging: Path
     written: WrittenReport
     sections: list[str] = field(default_factory=list)
+    styles: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def add(self, text: str) -> None:
         self.sections.append(text)
 
     def table(self, table: pd.DataFrame, name: str) -> None:
-        path = self.out_dir / "tables" / f"{name}.csv"
-        write_text_atomically(path, table.to_csv(index=False))
-        self.written.tables.append(path)
+        write_text_atomically(self._staged("tables", f"{name}.csv"), table.to_csv(index=False))
+        self.written.tables.append(self.out_dir / "tables" / f"{name}.csv")
 
     def figure(self, fig, name: str, text: str) -> None:
-        path = self.out_dir / "figures" / f"{name}.png"
-        write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=110))
-        self.written.figures.append(path)
+        write_atomically(self._staged("figures", f"{name}.png"), lambda file: fig.savefig(file, format="png", dpi=110))
+        self.written.figures.append(self.out_dir / "figures" / f"{name}.png")
         self.add(f"![{name.replace('_', ' ')}](figures/{name}.png)\n\n{text}".rstrip())
+
+    def _staged(self, folder: str, name: str) -> Path:
+        (self.staging / folder).mkdir(exist_ok=True)
+        return self.staging / folder / name
+
+    def publish(self) -> None:
+        """Replace the previous report by this one: stale figures and tables removed, report.md last."""
+        write_text_atomically(self.staging / "report.md", "\n\n".join(self.sections) + "\n")
+        for folder, pattern in (("figures", "*.png"), ("tables", "*.csv")):
+            made = {path.name for path in (self.staging / folder).glob(pattern)}
+            for stale in (self.out_dir / folder).glob(pattern):
+                if stale.name not in made:
+                    stale.unlink()
+            for name in sorted(made):
+                os.replace(self.staging / folder / name, self.out_dir / folder / name)
+        os.replace(self.staging / "report.md", self.written.markdown)
 
 
 def _headline_encryption(report: _Writer, sweep: pd.DataFrame) -> None:
     table = headline_encryption_table(sweep)
     report.table(table, "paper_encryption")
     report.add(
-        "### 1. One user encrypts 200,000 weights: dense vs DPHE at 95.6 % sparsity (paper table 1)\n\n"
-        "Per backend and key size, its fastest measured configuration (by the DPHE cell; the dense time is of the "
-        "same configuration). A user's whole encryption work: encoding, encryption and message, plus `pool`'s "
+        "### One user encrypts 200,000 weights: dense vs DPHE at 95.6 % sparsity (paper table 1)\n\n"
+        "Per backend and key size, its fastest measured configuration (chosen by its DPHE cell at 95.6 %, or by its "
+        "dense cell where it has none; the other column is of the same configuration). A user's whole encryption "
+        "work: encoding, encryption and message, plus `pool`'s "
         "offline precomputation; one-time costs (djn table, warm-up) are in their own table below. `basis` says "
         "which cells are measured at D = 200,000 and which are projected, and from what.\n\n" + markdown_table(table)
     )
@@ -677,7 +796,7 @@ def _headline_accuracy(report: _Writer, runs: pd.DataFrame, sweep: pd.DataFrame)
     sparsity, series, labels, text = accuracy_vs_sparsity_table(runs, sweep)
     report.table(sparsity, "paper_accuracy_vs_sparsity")
     report.add(
-        "### 2. Accuracy vs sparsity (paper table 3)\n\nOurs: `dphe-bench run` results that differ only in the "
+        "### Accuracy vs sparsity (paper table 3)\n\nOurs: `dphe-bench run` results that differ only in the "
         "elastic-net `model.alpha` (mean over repeats). "
         + _projection_sentence(sparsity.attrs["projection"])
         + "\n\n"
@@ -692,12 +811,14 @@ def _headline_accuracy(report: _Writer, runs: pd.DataFrame, sweep: pd.DataFrame)
             xlabel="sparsity of the users' weights (share of zeros)",
             title="Accuracy vs sparsity (model.alpha varied)",
             paper=PAPER_ACCURACY_VS_SPARSITY,
+            centralised=False,
+            registry=report.styles,
         )
         report.figure(fig, "accuracy_vs_sparsity", text)
     users, series, labels, text = accuracy_vs_users_table(runs)
     report.table(users, "paper_accuracy_vs_users")
     report.add(
-        "### 3. Accuracy vs number of users (paper table 2)\n\nOurs: `dphe-bench run` results that differ only in "
+        "### Accuracy vs number of users (paper table 2)\n\nOurs: `dphe-bench run` results that differ only in "
         "`federation.users`, one column per series (mean over repeats).\n\n"
         + markdown_table(users)
         + (f"\n\n{text}" if text and not series else "")
@@ -711,6 +832,7 @@ def _headline_accuracy(report: _Writer, runs: pd.DataFrame, sweep: pd.DataFrame)
             title="Accuracy vs number of users",
             paper=PAPER_ACCURACY_VS_USERS,
             logx=True,
+            registry=report.styles,
         )
         report.figure(fig, "accuracy_vs_users", text)
 
@@ -735,6 +857,7 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
             summary,
             _summary_labels(summary),
             "Speed-up over python-paillier (same values, same sweep; geometric mean)",
+            report.styles,
         )
         report.figure(fig, "speedup_over_python_paillier", "")
     costs = one_time_costs_table(sweep)
@@ -751,7 +874,9 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
         report.add(
             "## Schemes: cost and leakage\n\nEach scheme at its fastest configuration on the sweep's main grid ("
             + _slice_text(main_slice(sweep, encrypted_only=False))
-            + "), next to what it leaks to the aggregator (the key generator always learns the sum, the model).\n\n"
+            + "), next to what it leaks to the aggregator (the key generator always learns the sum, the model). "
+            + outside_main_note(sweep).replace("drawn", "in this table")
+            + "\n\n"
             + markdown_table(costs)
         )
     for name, build in (
@@ -759,7 +884,7 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
         ("bytes_per_user_vs_sparsity", bytes_vs_sparsity_figure),
         ("encryption_time_vs_key_size", encryption_vs_key_size_figure),
     ):
-        made = build(sweep)
+        made = build(sweep, report.styles)
         if made is not None:
             report.figure(made[0], name, made[1])
     table = sweep_table(sweep)
@@ -780,7 +905,9 @@ def _slice_text(rows: pd.DataFrame) -> str:
     if rows.empty:
         return "no encrypted cells"
     first = rows.iloc[0]
-    return f"D = {int(first['dimension']):,}, {int(first['users'])} user(s), host {first['host']}"
+    users = int(first["users"])
+    host = setting_text(first["host"]) or "unknown"
+    return f"D = {int(first['dimension']):,}, {users} user{'s' if users != 1 else ''}, host {host}"
 
 
 def _header(results: ResultTables, sweep: pd.DataFrame) -> str:
@@ -823,10 +950,14 @@ def _differences(results: ResultTables, sweep: pd.DataFrame) -> str:
             f"- Paper: {PAPER_SETTING}.",
             f"- Our data and features: {', '.join(datasets) or 'no runs read'} (the paper: Caltech101 with "
             "ResNet features; its accuracy is not comparable in absolute terms, only its trends are).",
-            "- Our crypto timings: synthetic weight vectors (Laplace values, exact zeros at the given sparsity), "
-            f"key sizes {', '.join(map(str, key_sizes)) or 'none'} bits, on {', '.join(cpus) or 'no sweep'}. "
-            "Encryption is summed over users and reported per user; each configuration uses the cores it names "
-            f"({'; '.join(parallel) or 'none'}).",
+            (
+                "- Our crypto timings: synthetic weight vectors (Laplace values, exact zeros at the given sparsity), "
+                f"key sizes {', '.join(map(str, key_sizes)) or '(none encrypted)'} bits, on {', '.join(cpus)}. "
+                "Encryption is summed over users and reported per user; each configuration uses the cores it names "
+                f"({'; '.join(parallel) or 'none'})."
+                if cpus
+                else "- No sweep results were read, so no crypto timings."
+            ),
             "- Numbers marked 'projected' are scaled linearly from a smaller D of the same configuration; "
             "encryption time is linear in the number of ciphertexts, but per-call overheads make small-D "
             "projections rough.",
@@ -841,7 +972,7 @@ def markdown_table(table: pd.DataFrame) -> str:
     if table.empty:
         return "_(no rows)_"
     columns = list(map(str, table.columns))
-    header = "| " + " | ".join(reader_column(c) for c in columns) + " |"
+    header = "| " + " | ".join(reader_column(c).replace("|", "\\|") for c in columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"
     body = [
         "| " + " | ".join(format_value(c, v).replace("|", "\\|") for c, v in zip(columns, row, strict=True)) + " |"

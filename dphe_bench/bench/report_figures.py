@@ -6,6 +6,7 @@ label has the same style in every panel, legends sit outside the axes, and axes 
 (``report_units``); value axes that span more than a decade are logarithmic.
 """
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,11 +17,13 @@ from matplotlib.lines import Line2D
 
 from dphe_bench.bench.report_data import ReportInputError
 from dphe_bench.bench.report_series import Series
-from dphe_bench.bench.report_units import bytes_axis, seconds_axis
+from dphe_bench.bench.report_units import bytes_axis, ratio_axis, seconds_axis
 from dphe_bench.bench.sweep import BASELINE_NAME
 from dphe_bench.errors import plain_list
 
 PAPER_LABEL = "paper (Caltech101, ResNet features)"
+# Characters per line of a legend label.
+LEGEND_WIDTH = 34
 PAPER_STYLE = {"color": "black", "marker": "*", "linestyle": "--", "markersize": 10}
 # 20 colours and 13 markers: coprime, so the first 260 series get distinct (colour, marker) pairs.
 COLOURS = tuple(colormaps["tab20"].colors)
@@ -28,18 +31,33 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "8", "d")
 MAX_SERIES = len(COLOURS) * len(MARKERS)
 
 
-def series_styles(labels: Sequence[str]) -> dict[str, dict[str, object]]:
+def series_styles(
+    labels: Sequence[str], registry: dict[str, dict[str, object]] | None = None
+) -> dict[str, dict[str, object]]:
     """A distinct (colour, marker) pair per distinct label, in order of first appearance.
 
-    Raises ReportInputError beyond ``MAX_SERIES`` labels (no figure of that many lines can be read).
+    ``registry``: the pairs given so far in the same report (label -> style), extended in place, so that a label
+    keeps its style in every figure and no two labels of the report share one. Raises ReportInputError beyond
+    ``MAX_SERIES`` labels (no report of that many series can be read).
     """
-    unique = list(dict.fromkeys(labels))
-    if len(unique) > MAX_SERIES:
-        raise ReportInputError(f"{len(unique)} series are too many for one figure (at most {MAX_SERIES})")
-    return {
-        label: {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)]}
-        for i, label in enumerate(unique)
-    }
+    registry = {} if registry is None else registry
+    for label in dict.fromkeys(labels):
+        if label not in registry:
+            if len(registry) >= MAX_SERIES:
+                raise ReportInputError(f"more than {MAX_SERIES} series are too many for one report's figures")
+            i = len(registry)
+            registry[label] = {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)]}
+    return {label: registry[label] for label in dict.fromkeys(labels)}
+
+
+def _legend(fig: Figure, styles: dict[str, dict[str, object]], linestyle: str = "-", **options: object) -> None:
+    """One legend for the figure, outside the axes on the right; labels wrapped; the baseline dashed."""
+    handles = [
+        Line2D([], [], linestyle="--" if BASELINE_NAME in label else linestyle, **style)
+        for label, style in styles.items()
+    ]
+    names = [textwrap.fill(label, LEGEND_WIDTH) for label in styles]
+    fig.legend(handles, names, loc="outside right upper", fontsize="x-small", **options)
 
 
 def lines_over(
@@ -53,16 +71,18 @@ def lines_over(
     title: str,
     unit: str = "",
     ncols: int | None = None,
+    registry: dict[str, dict[str, object]] | None = None,
+    xticks: Sequence[float] = (),
 ) -> Figure:
     """One panel per (title, indices into ``series``), one line per series: the mean of ``y`` at each ``x``.
 
     ``unit``: "s" or "bytes" for human tick labels on the value axis; ``ncols``: panels per row (default all
-    in one row). Lines of one label share a style in every panel; one legend for the whole figure, outside
-    the axes.
+    in one row); ``registry``: the report's styles (``series_styles``); ``xticks``: the x ticks (default
+    matplotlib's). Lines of one label share a style in every panel; one legend for the figure, outside the axes.
     """
     if not series:
         raise ReportInputError("cannot plot: no series")
-    styles = series_styles(labels)
+    styles = series_styles(labels, registry)
     ncols = min(ncols or len(panels), len(panels))
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(4.4 * ncols + 3.6, 3.4 * nrows + 0.8), layout="constrained")
@@ -81,6 +101,8 @@ def lines_over(
         ax.set_title(panel_title, fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.grid(True, which="both", alpha=0.3)
+        if len(xticks):
+            ax.set_xticks(list(xticks), [f"{tick:g}" for tick in xticks])
     for row in grid:
         row[0].set_ylabel(ylabel)
     for ax in axes:
@@ -90,20 +112,21 @@ def lines_over(
         _log_if_wide(ax, pd.Series(values), axis="y")
         if unit == "s":
             seconds_axis(ax)
-    handles = [Line2D([], [], linestyle="-", **style) for style in styles.values()]
-    fig.legend(handles, list(styles), loc="outside right upper", fontsize="x-small")
+    _legend(fig, styles)
     fig.suptitle(title, fontsize="medium", x=0.02, ha="left")
     return fig
 
 
-def speedup_dots(summary: pd.DataFrame, labels: Sequence[str], title: str) -> Figure:
+def speedup_dots(
+    summary: pd.DataFrame, labels: Sequence[str], title: str, registry: dict[str, dict[str, object]] | None = None
+) -> Figure:
     """Speed-up over python-paillier (geometric mean) per key size, one marker series per row label.
 
     ``summary``: rows with ``key bits`` and ``speed-up (geometric mean)``; ``labels``: one per row (the
     configuration). Rows with one label are one series, drawn as points joined across key sizes.
     """
     _require(summary, ("key bits", "speed-up (geometric mean)"))
-    styles = series_styles(labels)
+    styles = series_styles(labels, registry)
     frame = summary.assign(label=list(labels))
     fig = Figure(figsize=(9.0, 4.6), layout="constrained")
     ax = fig.subplots()
@@ -114,12 +137,12 @@ def speedup_dots(summary: pd.DataFrame, labels: Sequence[str], title: str) -> Fi
     key_sizes = sorted(frame["key bits"].unique())
     ax.set_xticks(key_sizes, [f"{int(k)}-bit" for k in key_sizes])
     ax.set_xlabel("key size")
-    ax.set_ylabel(f"speed-up over {BASELINE_NAME} (x; dashed: 1x)")
+    ax.set_ylabel(f"speed-up over {BASELINE_NAME} (dashed: 1x)")
     _log_if_wide(ax, frame["speed-up (geometric mean)"], axis="y")
+    ratio_axis(ax)
     ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], linestyle=":", **style) for style in styles.values()]
-    fig.legend(handles, list(styles), loc="outside right upper", fontsize="x-small")
-    ax.set_title(title, fontsize="medium")
+    _legend(fig, styles, linestyle=":")
+    fig.suptitle(title, fontsize="medium", x=0.02, ha="left")
     return fig
 
 
@@ -131,24 +154,28 @@ def accuracy_lines(
     title: str,
     paper: Sequence[tuple[float, float]] = (),
     logx: bool = False,
+    centralised: bool = True,
+    registry: dict[str, dict[str, object]] | None = None,
 ) -> Figure:
-    """Test accuracy (%) of each series against ``x``, its centralised model dotted in the same colour.
+    """Test accuracy (%) of each series against ``x``; with ``centralised``, its centralised model dotted in the
+    same colour (only where ``x`` is a setting the centralised model shares, such as the number of users).
 
     ``paper``: (x, accuracy %) points of the paper, drawn in black for reference.
     """
     if not series:
         raise ReportInputError("cannot plot: no series")
-    styles = series_styles(labels)
+    styles = series_styles(labels, registry)
     fig = Figure(figsize=(9.0, 4.4), layout="constrained")
     ax = fig.subplots()
     xs = []
     for one, label in zip(series, labels, strict=True):
         points = one.rows.groupby(x, sort=True)[["accuracy_scheme", "accuracy_centralised"]].mean().mul(100.0)
         ax.plot(points.index, points["accuracy_scheme"], linestyle="-", **styles[label])
-        ax.plot(points.index, points["accuracy_centralised"], linestyle=":", color=styles[label]["color"])
+        if centralised:
+            ax.plot(points.index, points["accuracy_centralised"], linestyle=":", color=styles[label]["color"])
         xs += list(points.index)
     handles = [Line2D([], [], linestyle="-", **style) for style in styles.values()]
-    names = list(styles)
+    names = [textwrap.fill(label, LEGEND_WIDTH) for label in styles]
     if paper:
         px, py = zip(*paper, strict=True)
         ax.plot(px, py, **PAPER_STYLE)
@@ -163,8 +190,9 @@ def accuracy_lines(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
-    fig.legend(handles, names, loc="outside right upper", fontsize="x-small", title="dotted: centralised model")
-    ax.set_title(title, fontsize="medium")
+    title_note = {"title": "dotted: centralised model", "title_fontsize": "x-small"} if centralised else {}
+    fig.legend(handles, names, loc="outside right upper", fontsize="x-small", **title_note)
+    fig.suptitle(title, fontsize="medium", x=0.02, ha="left")
     return fig
 
 

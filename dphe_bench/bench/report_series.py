@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 # Every sweep column that changes a cell's result: machine, grid point, scheme and its options, backend and
-# its resolved options. The scheme and backend labels as given stay in, so that files written before the
-# resolved columns existed never merge cells that differed in an option.
+# its resolved options (``backend_config``; for files written before it existed, the backend label as given).
+# The scheme label as given stays in, so that old files never merge cells that differed in a scheme option.
 SWEEP_SETTINGS = (
     "host",
     "cpu",
@@ -32,7 +32,6 @@ SWEEP_SETTINGS = (
     "precision_bits",
     "quantization_bits",
     "quantization_range",
-    "backend",
     "backend_name",
     "backend_config",
     "obfuscation",
@@ -196,11 +195,17 @@ def parse_config(label: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
-def backend_text(row: pd.Series) -> str:
-    """What ran the crypto, for a reader: ``numba djn (8-bit windows, 2 threads, narrow kernels)``.
+# Options that ``backend_text`` writes in words; any other option of backend_config is written as ``name value``.
+DESCRIBED_OPTIONS = ("obfuscation", "window_bits", "threads", "workers", "kernel", "variant", "inner")
 
-    Reads backend_name (sweep) or backend (runs), obfuscation, window_bits, parallelism, kernel and, for HEU,
-    the variant in backend_config. ``none`` for results that used no Paillier backend.
+
+def backend_text(row: pd.Series) -> str:
+    """What ran the crypto, for a reader: ``numba djn (8-bit windows, 2 threads, narrow kernels)``,
+    ``multiprocessing standard (2 workers of gmpy2, start_method spawn)``.
+
+    Reads backend_name (sweep) or backend (runs), obfuscation, window_bits, parallelism, kernel, and the options of
+    backend_config (HEU's variant, a process pool's inner backend, and any other option, written as it is).
+    ``none`` for results that used no Paillier backend.
     """
     name = setting_text(row.get("backend_name", "")) or setting_text(row.get("backend", "")).partition(":")[0]
     config_name, options = parse_config(row.get("backend_config", ""))
@@ -213,9 +218,11 @@ def backend_text(row: pd.Series) -> str:
     parallelism = setting_text(row.get("parallelism", ""))
     if parallelism:
         unit = WORKER_WORDS.get(name, "cores")
-        details.append("1 core" if parallelism == "1" and unit == "cores" else f"{parallelism} {unit}")
+        count = "1 core" if parallelism == "1" and unit == "cores" else f"{parallelism} {unit}"
+        details.append(count + (f" of {options['inner']}" if "inner" in options else ""))
     if setting_text(row.get("kernel", "")):
         details.append(f"{setting_text(row['kernel'])} kernels")
+    details += [f"{key} {value}" for key, value in sorted(options.items()) if key not in DESCRIBED_OPTIONS]
     head = " ".join(part for part in (name, options.get("variant", ""), obfuscation) if part)
     return head + (f" ({', '.join(details)})" if details else "")
 

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 SECONDS_SUFFIX = " (s)"
+PERCENT_SUFFIX = " (%)"
 BYTES_SUFFIX = " (bytes)"
 BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 # Integer columns written as they are (2048, not 2,048).
@@ -45,6 +46,15 @@ def human_bytes(nbytes: float) -> str:
     return f"{value:.0f} B" if unit == "B" else f"{_three_digits(value)} {unit}"
 
 
+def human_value(value: float, unit: str) -> str:
+    """A value in ``unit`` as asv names units (``seconds``, ``bytes``, anything else kept as written)."""
+    if unit == "seconds":
+        return human_seconds(value)
+    if unit == "bytes":
+        return human_bytes(value)
+    return f"{human_number(value)} {unit}".strip()
+
+
 def human_number(value: float) -> str:
     """Counts and ratios: ``12160`` -> ``12,160``, ``3.14159`` -> ``3.14``, ``1.2e-10`` -> ``1.2e-10``."""
     if not math.isfinite(value):
@@ -58,7 +68,8 @@ def human_number(value: float) -> str:
 
 
 def format_value(column: str, value: object) -> str:
-    """A table cell for a reader: human seconds or bytes by the column's unit suffix, NaN as an empty cell."""
+    """A table cell for a reader: human seconds or bytes by the column's unit suffix, percentages with one
+    decimal, NaN as an empty cell."""
     if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
         return ""
     if isinstance(value, bool | np.bool_):
@@ -68,6 +79,8 @@ def format_value(column: str, value: object) -> str:
             return human_seconds(float(value))
         if column.endswith(BYTES_SUFFIX):
             return human_bytes(float(value))
+        if column.endswith(PERCENT_SUFFIX):
+            return f"{float(value):.1f}"
         if column in PLAIN_COLUMNS and float(value).is_integer():
             return str(int(value))
         return human_number(float(value))
@@ -93,6 +106,12 @@ def bytes_axis(ax, axis: str = "y") -> None:
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log", base=2)
     _axis(ax, axis).set_major_locator(LogLocator(base=2, numticks=12))
     _axis(ax, axis).set_major_formatter(FuncFormatter(lambda value, _: _tick(human_bytes(value))))
+    _axis(ax, axis).set_minor_formatter(NullFormatter())
+
+
+def ratio_axis(ax, axis: str = "y") -> None:
+    """Tick labels as ratios on ``axis`` of ``ax``: 0.2x, 1x, 30x (major ticks only)."""
+    _axis(ax, axis).set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
     _axis(ax, axis).set_minor_formatter(NullFormatter())
 
 
