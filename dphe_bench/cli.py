@@ -17,7 +17,15 @@ import dphe_bench
 from dphe_bench.backends import OBFUSCATIONS, available_backends, get_backend
 from dphe_bench.backends.chunked import MIN_CHUNK, ChunkedBackend
 from dphe_bench.backends.fixed_base import MAX_WINDOW_BITS, MIN_WINDOW_BITS
-from dphe_bench.bench.sweep import DEFAULT_OUT, Component, SweepGrid, quick_grid, read_cell_keys, run_sweep
+from dphe_bench.bench.sweep import (
+    DEFAULT_OUT,
+    Component,
+    SweepGrid,
+    check_out,
+    quick_grid,
+    read_cell_keys,
+    run_sweep,
+)
 from dphe_bench.crypto.paillier import KEY_SIZES, generate_keypair
 from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
 from dphe_bench.files import prepare_file, prepare_folder, write_text_atomically
@@ -371,6 +379,7 @@ def _sweep(args: argparse.Namespace) -> int:
     given = {key: value for key, value in axes.items() if value is not None and value != ()}
     grid = dataclasses.replace(grid, baseline=not args.no_baseline, heu=tuple(args.heu or ()), **given)
     cells = grid.cells()
+    check_out(args.out)
     prepare_file(args.out, "sweep results file (--out)")
     done = read_cell_keys(args.out)
     todo = [cell for cell in cells if cell.key() not in done]

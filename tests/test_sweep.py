@@ -426,3 +426,43 @@ def test_a_file_written_before_the_obfuscation_axis_resumes(tmp_path):
         "pool",
     )
     assert all(old[c] == row[c] for c in CELL_COLUMNS if c != "backend")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("key_bits", "big", "column key_bits holds 'big', not a number"),
+        ("sparsity", "", "column sparsity is empty"),
+        ("users", "2.5", "column users holds '2.5', not a number"),
+        ("backend", "", "column backend is empty"),
+    ],
+)
+def test_resume_names_the_file_line_and_column_of_a_bad_key(tmp_path, column, value, message):
+    out = tmp_path / "sweep.csv"
+    grid = _tiny_grid(schemes=(Component("plain"), Component("dphe")), baseline=False)
+    run_sweep(grid, out, progress=False)
+    rows = _rows(out)
+    rows[1][column] = value
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(SweepError, match=f"{out} line 3: {message}"):
+        read_cell_keys(out)
+    code, _, stderr = call_cli(["sweep", "--quick", "--dry-run", "--out", str(out)])
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+
+
+def test_an_empty_results_file_holds_no_cells_and_a_sweep_fills_it(tmp_path):
+    out = tmp_path / "sweep.csv"
+    out.touch()
+    assert read_cell_keys(out) == set()
+    grid = _tiny_grid(schemes=(Component("plain"),), baseline=False)
+    assert run_sweep(grid, out, progress=False).ran == len(grid.cells()) == len(_rows(out)) == 1
+
+
+def test_cli_sweep_dry_run_refuses_an_out_that_is_not_csv(tmp_path):
+    out = tmp_path / "sweep.txt"
+    code, stdout, stderr = call_cli(["sweep", "--quick", "--dry-run", "--out", str(out)])
+    assert code == 2 and "does not end in .csv" in stderr and stdout == ""
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()

@@ -593,9 +593,7 @@ def run_sweep(
     (the file is rewritten through a temporary file and a rename), so an interrupted sweep leaves a valid file.
     ``log`` receives one line per warm-up and per finished cell.
     """
-    out = Path(out)
-    if out.suffix != ".csv":
-        raise SweepError(f"sweep results are written as CSV; {out} does not end in .csv")
+    out = check_out(out)
     prepare_file(out, "sweep results file")
     cells = grid.cells()
     done = read_cell_keys(out)
@@ -636,6 +634,14 @@ def run_sweep(
     return SweepSummary(ran=len(todo), skipped=len(cells) - len(todo), out=out)
 
 
+def check_out(out: str | Path) -> Path:
+    """``out`` as a Path; raises SweepError unless it ends in ``.csv`` (sweep results are written as CSV)."""
+    out = Path(out)
+    if out.suffix != ".csv":
+        raise SweepError(f"sweep results are written as CSV; {out} does not end in .csv")
+    return out
+
+
 def _build_backend(component: Component) -> Backend:
     if component.name == BASELINE_NAME:
         return PythonPaillierBaseline()
@@ -649,8 +655,40 @@ def _build_backend(component: Component) -> Backend:
 
 
 def read_cell_keys(path: str | Path) -> set[tuple]:
-    """Keys of the cells a sweep file already holds (empty if it does not exist)."""
-    return {_cell_key(*(row[c] for c in CELL_COLUMNS)) for row in _read_rows(Path(path))}
+    """Keys of the cells a sweep file already holds (empty if it does not exist or is empty).
+
+    Cells are matched by the labels as given (``gmpy2:obfuscation=djn``), not by host or resolved options: a cell
+    rerun on another machine or with another NUMBA_NUM_THREADS into the same file is taken as done. Raises
+    SweepError naming the file, the line and the column of the first key value that is empty or not a number.
+    """
+    path = Path(path)
+    keys = set()
+    for line, row in enumerate(_read_rows(path), start=2):
+        values = [(row.get(column) or "").strip() for column in CELL_COLUMNS]
+        for column, value in zip(CELL_COLUMNS, values, strict=True):
+            if not value:
+                raise SweepError(f"{path} line {line}: column {column} is empty; it keys the cell")
+            kind = _NUMERIC_KEYS.get(column)
+            if kind is not None:
+                try:
+                    kind(value)
+                except ValueError:
+                    raise SweepError(f"{path} line {line}: column {column} holds {value!r}, not a number") from None
+        try:
+            keys.add(_cell_key(*values))
+        except SweepError as exc:
+            raise SweepError(f"{path} line {line}: {exc}") from None
+    return keys
+
+
+# The cell key columns that hold numbers, and how they are read.
+_NUMERIC_KEYS: dict[str, Callable[[str], object]] = {
+    "dimension": int,
+    "users": int,
+    "sparsity": float,
+    "key_bits": int,
+    "seed": int,
+}
 
 
 def append_row(path: str | Path, row: Mapping[str, object]) -> None:
@@ -670,7 +708,8 @@ def append_row(path: str | Path, row: Mapping[str, object]) -> None:
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
+    """The rows of a sweep file as text; none for a missing or 0-byte file."""
+    if not path.exists() or path.stat().st_size == 0:
         return []
     try:
         with path.open(newline="", encoding="utf-8") as f:
