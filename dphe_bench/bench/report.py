@@ -176,7 +176,7 @@ def headline_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
     cell (measured at D = 200,000 before projected ones, then by time) and, for that same configuration, the
     dense time: measured at D = 200,000 where that cell exists, else scaled linearly from the largest D measured
     (encryption is linear in the number of ciphertexts), and the basis says which. Times are
-    ``encryption_per_user_s``.
+    ``encryption_per_user_s``. Where some cell is at D = 200,000, only the key sizes that have one are shown.
     """
     rows = [
         {
@@ -192,6 +192,9 @@ def headline_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
     ]
     cells = sweep[(sweep["key_bits"] > 0) & sweep["scheme_name"].isin(["dense", "dphe"])]
     cells = cells[(cells["scheme_name"] == "dense") | np.isclose(cells["sparsity"], PAPER_SPARSITY)]
+    measured_sizes = set(cells.loc[cells["dimension"] == PAPER_DIMENSION, "key_bits"])
+    if measured_sizes:  # key sizes with no 200,000-weight cell would be projections only: the speed-up table has them
+        cells = cells[cells["key_bits"].isin(measured_sizes)]
     if cells.empty:
         return pd.DataFrame(rows)
     candidates = []
@@ -778,7 +781,8 @@ def _headline_encryption(report: _Writer, sweep: pd.DataFrame) -> None:
         "Per backend and key size, its fastest measured configuration (chosen by its DPHE cell at 95.6 %, or by its "
         "dense cell where it has none; the other column is of the same configuration). A user's whole encryption "
         "work: encoding, encryption and message, plus `pool`'s "
-        "offline precomputation; one-time costs (djn table, warm-up) are in their own table below. `basis` says "
+        "offline precomputation; one-time costs (djn table, warm-up) are in their own table below. Where the sweep has "
+        "200,000-weight cells, only their key sizes are shown. `basis` says "
         "which cells are measured at D = 200,000 and which are projected, and from what.\n\n" + markdown_table(table)
     )
 
@@ -855,7 +859,8 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
         )
         fig = report_figures.speedup_dots(
             summary,
-            _summary_labels(summary),
+            list(summary["configuration"]),
+            _summary_panels(summary),
             "Speed-up over python-paillier (same values, same sweep; geometric mean)",
             report.styles,
         )
@@ -892,11 +897,12 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
     report.add("## Sweep cells\n\n" + markdown_table(table))
 
 
-def _summary_labels(summary: pd.DataFrame) -> list[str]:
-    """Configuration labels of speed-up rows, with D, users and host where the rows differ in them."""
-    varying = [column for column in ("D", "users", "host") if summary[column].nunique() > 1]
+def _summary_panels(summary: pd.DataFrame) -> list[str]:
+    """The grid each speed-up row comes from, as a panel title: D, users and (where several) host."""
+    hosts = summary["host"].nunique() > 1
     return [
-        row["configuration"] + "".join(f", {column} {row[column]}" for column in varying)
+        f"D = {row['D']:,}, {row['users']} user{'s' if row['users'] != 1 else ''}"
+        + (f", {row['host']}" if hosts else "")
         for _, row in summary.iterrows()
     ]
 

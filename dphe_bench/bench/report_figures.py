@@ -85,7 +85,7 @@ def lines_over(
     styles = series_styles(labels, registry)
     ncols = min(ncols or len(panels), len(panels))
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(4.4 * ncols + 3.6, 3.4 * nrows + 0.8), layout="constrained")
+    fig = Figure(figsize=(4.4 * ncols + 3.6, _height(styles, 3.4 * nrows + 0.8)), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False, sharey=True, sharex=True)
     axes = list(grid.flat)
     for unused in axes[len(panels) :]:
@@ -118,32 +118,48 @@ def lines_over(
 
 
 def speedup_dots(
-    summary: pd.DataFrame, labels: Sequence[str], title: str, registry: dict[str, dict[str, object]] | None = None
+    summary: pd.DataFrame,
+    labels: Sequence[str],
+    panels: Sequence[str],
+    title: str,
+    registry: dict[str, dict[str, object]] | None = None,
 ) -> Figure:
-    """Speed-up over python-paillier (geometric mean) per key size, one marker series per row label.
+    """Speed-up over python-paillier (geometric mean) per key size: a panel per ``panels`` value (the grid the
+    ratios come from: D, users, host), one marker series per label (the configuration) in every panel.
 
-    ``summary``: rows with ``key bits`` and ``speed-up (geometric mean)``; ``labels``: one per row (the
-    configuration). Rows with one label are one series, drawn as points joined across key sizes.
+    ``summary``: rows with ``key bits`` and ``speed-up (geometric mean)``; ``labels`` and ``panels``: one per row.
     """
     _require(summary, ("key bits", "speed-up (geometric mean)"))
     styles = series_styles(labels, registry)
-    frame = summary.assign(label=list(labels))
-    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
-    ax = fig.subplots()
-    for label, rows in frame.groupby("label", sort=False):
-        rows = rows.sort_values("key bits")
-        ax.plot(rows["key bits"], rows["speed-up (geometric mean)"], linestyle=":", **styles[label])
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    key_sizes = sorted(frame["key bits"].unique())
-    ax.set_xticks(key_sizes, [f"{int(k)}-bit" for k in key_sizes])
-    ax.set_xlabel("key size")
-    ax.set_ylabel(f"speed-up over {BASELINE_NAME} (dashed: 1x)")
-    _log_if_wide(ax, frame["speed-up (geometric mean)"], axis="y")
-    ratio_axis(ax)
-    ax.grid(True, which="both", alpha=0.3)
+    frame = summary.assign(label=list(labels), panel=list(panels))
+    names = list(dict.fromkeys(panels))
+    fig = Figure(figsize=(3.6 * len(names) + 3.6, _height(styles, 4.4)), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    for ax, name in zip(axes, names, strict=True):
+        panel = frame[frame["panel"] == name]
+        for label, rows in panel.groupby("label", sort=False):
+            rows = rows.sort_values("key bits")
+            ax.plot(rows["key bits"], rows["speed-up (geometric mean)"], linestyle=":", **styles[label])
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        key_sizes = sorted(panel["key bits"].unique())
+        ax.set_xticks(key_sizes, [f"{int(k)}-bit" for k in key_sizes])
+        ax.set_xmargin(0.3)
+        ax.set_xlabel("key size")
+        ax.set_title(name, fontsize="medium")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(f"speed-up over {BASELINE_NAME} (dashed: 1x)")
+    for ax in axes:
+        _log_if_wide(ax, frame["speed-up (geometric mean)"], axis="y")
+        ratio_axis(ax)
     _legend(fig, styles, linestyle=":")
     fig.suptitle(title, fontsize="medium", x=0.02, ha="left")
     return fig
+
+
+def _height(styles: dict[str, dict[str, object]], least: float) -> float:
+    """Inches a figure needs so that its legend (labels wrapped at LEGEND_WIDTH) fits beside the axes."""
+    lines = sum(len(textwrap.wrap(label, LEGEND_WIDTH)) or 1 for label in styles)
+    return max(least, 0.17 * lines + 0.9)
 
 
 def accuracy_lines(
