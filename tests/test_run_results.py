@@ -143,7 +143,8 @@ def test_the_report_reads_the_same_run_from_its_json_and_from_runs_csv(runs):
 
 
 def test_an_old_run_json_loads_without_guessing_what_it_did_not_record(runs, tmp_path):
-    """A run written before backend_options (and before some options existed) loads; unknowns are NaN."""
+    """A run written before backend_options (and before some options existed) loads; what it did not record is
+    ``not recorded (<its file>)``, never a value another run could share."""
     for name in ("standard", "djn"):
         data = json.loads(runs["json"][name].read_text(encoding="utf-8"))
         del data["backend_options"]
@@ -153,7 +154,8 @@ def test_an_old_run_json_loads_without_guessing_what_it_did_not_record(runs, tmp
     old = load_results([tmp_path]).runs.set_index("results_file")
     for name in ("standard", "djn"):
         row = old.loc[f"run-old-{name}.json"]
-        assert pd.isna(row["backend_config"]) and pd.isna(row["parallelism"]) and pd.isna(row["dropout"])
+        unknown = f"not recorded (run-old-{name}.json)"
+        assert row["backend_config"] == row["parallelism"] == row["dropout"] == unknown
         # What the config says is kept: the obfuscation, djn's window, and pixels (the only features then).
         assert row["obfuscation"] == name and row["features"] == "pixels" and row["users"] == 3
     assert old.loc["run-old-djn.json", "window_bits"] == 6
@@ -169,7 +171,8 @@ def test_a_runs_csv_with_an_older_header_is_refused_for_writing_and_still_read(r
     with pytest.raises(ValueError, match="has different columns than this version writes; move it aside"):
         check_results_destination(tmp_path)
     (row,) = load_results([tmp_path / CSV_NAME]).runs.to_dict("records")
-    assert pd.isna(row["backend_config"]) and pd.isna(row["parallelism"]) and pd.isna(row["seed"])
+    unknown = f"not recorded ({row['results_file']})"
+    assert row["backend_config"] == row["parallelism"] == row["seed"] == unknown
     assert (row["obfuscation"], row["users"], row["alpha"]) == ("standard", 3, 0.02)
 
 
