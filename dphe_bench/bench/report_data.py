@@ -190,7 +190,7 @@ def read_sweep_file(file: Path) -> pd.DataFrame:
     sweep = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
     missing = [column for column in SWEEP_REQUIRED if column not in sweep.columns]
     if missing:
-        raise ReportInputError(f"{file}: column {missing[0]} is missing; a sweep file has {', '.join(SWEEP_REQUIRED)}")
+        raise ReportInputError(f"{file}: column {missing[0]} is missing; the report needs {', '.join(SWEEP_REQUIRED)}")
 
     def fail(column: str, index: int, problem: str) -> None:
         value = text[column].iloc[index]
