@@ -662,7 +662,7 @@ def outside_main_note(sweep: pd.DataFrame) -> str:
     others = len(encrypted) - len(main_slice(sweep))
     if not others:
         return ""
-    return f"{others} encrypted cell(s) of other D, users or machines are not drawn here (see Sweep cells)."
+    return f"{others} encrypted cell(s) of other D, users or machines are not shown here (see Sweep cells)."
 
 
 def _figure_caption(series: Sequence[Series], left_out: pd.DataFrame, varied: str, note: str = "") -> str:
@@ -880,7 +880,7 @@ def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
             "## Schemes: cost and leakage\n\nEach scheme at its fastest configuration on the sweep's main grid ("
             + _slice_text(main_slice(sweep, encrypted_only=False))
             + "), next to what it leaks to the aggregator (the key generator always learns the sum, the model). "
-            + outside_main_note(sweep).replace("drawn", "in this table")
+            + outside_main_note(sweep)
             + "\n\n"
             + markdown_table(costs)
         )
