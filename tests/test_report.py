@@ -450,7 +450,10 @@ def test_a_new_report_replaces_the_old_one_whole_and_a_failed_one_leaves_it(fixt
     write_report([fixture_dir / "runs"], out)
     assert (out / "figures" / "accuracy_vs_users.png").exists()
     (out / "notes.txt").write_text("mine")
+    (out / "figures" / "my-plot.png").write_bytes(PNG_MAGIC)
     written = write_report([fixture_dir / "sweep.csv"], out)
+    assert (out / "figures" / "my-plot.png").read_bytes() == PNG_MAGIC  # not the report's: never removed
+    (out / "figures" / "my-plot.png").unlink()
     # The run-only figure and tables of the first report are gone; what the user put there is not.
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(p.name for p in written.figures)
     assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(p.name for p in written.tables)

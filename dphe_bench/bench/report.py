@@ -7,7 +7,9 @@ results that differ in anything else are separate rows or lines, or are left out
 CSV files keep numbers in seconds and bytes; ``report.md`` writes them in human units.
 """
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +51,8 @@ PAPER_ACCURACY_VS_USERS = ((5, 89.3), (10, 88.9), (100, 85.6))
 PAPER_ACCURACY_VS_SPARSITY = ((0.01, 89.7), (0.956, 88.2))
 PAPER_SETTING = "Caltech101, ResNet features (D = 101 x 2048), Python + GMP on the authors' machine"
 PROJECTION_KEY_BITS = 2048
+# The list of figures and tables a report wrote, kept in its folder: the next report removes only those.
+MANIFEST = ".dphe-report-files.json"
 # asv modules whose results appear in report.md (all of them go to tables/asv.csv).
 ASV_SUMMARY_MODULES = ("bench_paillier.", "bench_learning.")
 # What identifies a machine, and a backend configuration on it.
@@ -223,9 +227,15 @@ def headline_encryption_table(sweep: pd.DataFrame) -> pd.DataFrame:
                 "dphe at 95.6 % (s)": dphe[0] if dphe else np.nan,
                 "dense / dphe": dense[0] / dphe[0] if dense and dphe else np.nan,
                 "basis": "; ".join(basis),
+                "host": setting_text(first["host"]),
             }
         )
-    return pd.DataFrame(rows)
+    return _integer_key_bits(pd.DataFrame(rows))
+
+
+def _integer_key_bits(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``key bits`` column as integers with blanks (pandas Int64), so the CSV says 2048, not 2048.0."""
+    return table.assign(**{"key bits": table["key bits"].astype("Int64")}) if "key bits" in table else table
 
 
 def _at_paper_size(cells: pd.DataFrame) -> tuple[float, str, bool] | None:
@@ -494,7 +504,7 @@ def scheme_cost_table(sweep: pd.DataFrame) -> pd.DataFrame:
         )
     if not out:
         return pd.DataFrame()
-    return pd.DataFrame(out).sort_values(["scheme", "key bits", "sparsity"], na_position="first")
+    return _integer_key_bits(pd.DataFrame(out).sort_values(["scheme", "key bits", "sparsity"], na_position="first"))
 
 
 def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -508,7 +518,7 @@ def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
         "scheme_text": "scheme",
         "configuration": "configuration",
         "encryption_per_user_s": "encryption / user (s)",
-        "precompute_s": "precompute (s)",
+        "precompute_s": "precompute, all users (s)",
         "tables_s": "djn table (s)",
         "aggregate_s": "aggregate (s)",
         "decrypt_s": "decrypt (s)",
@@ -761,16 +771,31 @@ class _Writer:
         return self.staging / folder / name
 
     def publish(self) -> None:
-        """Replace the previous report by this one: stale figures and tables removed, report.md last."""
+        """Replace the previous report by this one, report.md last. Figures and tables that the previous report
+        wrote (listed in ``MANIFEST``) and this one does not are removed; files it did not write never are."""
         write_text_atomically(self.staging / "report.md", "\n\n".join(self.sections) + "\n")
-        for folder, pattern in (("figures", "*.png"), ("tables", "*.csv")):
-            made = {path.name for path in (self.staging / folder).glob(pattern)}
-            for stale in (self.out_dir / folder).glob(pattern):
-                if stale.name not in made:
-                    stale.unlink()
-            for name in sorted(made):
-                os.replace(self.staging / folder / name, self.out_dir / folder / name)
+        made = sorted(f"{p.parent.name}/{p.name}" for p in (*self.written.figures, *self.written.tables))
+        for stale in sorted(set(_previous_manifest(self.out_dir)) - set(made)):
+            (self.out_dir / stale).unlink(missing_ok=True)
+        for name in made:
+            os.replace(self.staging / name, self.out_dir / name)
+        write_text_atomically(self.out_dir / MANIFEST, json.dumps(made, indent=1) + "\n")
         os.replace(self.staging / "report.md", self.written.markdown)
+
+
+def _previous_manifest(out_dir: Path) -> list[str]:
+    """The figures and tables the previous report in ``out_dir`` wrote (names under figures/ and tables/ only)."""
+    try:
+        names = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [
+        name
+        for name in names
+        if isinstance(name, str) and re.fullmatch(r"(figures/[\w.-]+\.png|tables/[\w.-]+\.csv)", name)
+    ]
 
 
 def _headline_encryption(report: _Writer, sweep: pd.DataFrame) -> None:
@@ -922,7 +947,8 @@ def _header(results: ResultTables, sweep: pd.DataFrame) -> str:
         machines = sweep[["host", "cpu", "cpu_count", "os", "python", "dphe_bench"]].drop_duplicates()
         for _, m in machines.iterrows():
             lines.append(
-                f"Sweep machine: {m['cpu']} ({setting_text(m['cpu_count'])} CPUs, host {m['host']}), {m['os']}, "
+                f"Sweep machine: {m['cpu']} ({setting_text(m['cpu_count'])} CPUs, host "
+                f"{setting_text(m['host']) or 'unknown'}), {m['os']}, "
                 f"Python {m['python']}, dphe-bench {m['dphe_bench']}."
             )
         dates = sorted(str(t)[:10] for t in sweep["time_utc"].dropna())

@@ -8,6 +8,7 @@ import math
 import re
 
 import numpy as np
+import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 SECONDS_SUFFIX = " (s)"
@@ -70,7 +71,7 @@ def human_number(value: float) -> str:
 def format_value(column: str, value: object) -> str:
     """A table cell for a reader: human seconds or bytes by the column's unit suffix, percentages with one
     decimal, NaN as an empty cell."""
-    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
         return ""
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
