@@ -1,6 +1,7 @@
 """The ``dphe-bench`` command line; ``DESCRIPTION`` lists its commands (shown by ``dphe-bench --help``)."""
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -379,8 +380,8 @@ def _sweep(args: argparse.Namespace) -> int:
     given = {key: value for key, value in axes.items() if value is not None and value != ()}
     grid = dataclasses.replace(grid, baseline=not args.no_baseline, heu=tuple(args.heu or ()), **given)
     cells = grid.cells()
-    check_out(args.out)
     prepare_file(args.out, "sweep results file (--out)")
+    check_out(args.out)
     done = read_cell_keys(args.out)
     todo = [cell for cell in cells if cell.key() not in done]
     print(f"sweep: {len(cells)} cells, {len(cells) - len(todo)} already in {args.out}, {len(todo)} to run")
@@ -583,10 +584,11 @@ def _keyserver(args: argparse.Namespace) -> int:
                 f"{server.max_connections} connections); tokens in {args.tokens_dir}",
                 flush=True,
             )
-            try:
+            # A stop signal ends serve_forever either by KeyboardInterrupt or, when uvicorn's own handlers took it
+            # (a graceful shutdown), by returning: the server says it stopped either way.
+            with contextlib.suppress(KeyboardInterrupt):
                 server.serve_forever()
-            except KeyboardInterrupt:
-                print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
+            print(f"keyserver: stopped after {service.rounds_published} published rounds", flush=True)
     finally:
         listener.close()
     return 0

@@ -306,7 +306,8 @@ class SweepGrid:
             if mode not in OBFUSCATIONS:
                 raise SweepError(unknown_name("obfuscation", mode, OBFUSCATIONS))
         statuses = available_backends()
-        for backend in self.expanded_backends():
+        # The backends as given first, so that an error names what the user wrote; then each obfuscation mode.
+        for backend in dict.fromkeys((*self.backends, *self.expanded_backends())):
             if backend.name not in statuses:
                 raise SweepError(unknown_name("backend", backend.name, statuses))
             if not statuses[backend.name].available:
@@ -593,8 +594,7 @@ def run_sweep(
     (the file is rewritten through a temporary file and a rename), so an interrupted sweep leaves a valid file.
     ``log`` receives one line per warm-up and per finished cell.
     """
-    out = check_out(out)
-    prepare_file(out, "sweep results file")
+    out = check_out(prepare_file(out, "sweep results file"))
     cells = grid.cells()
     done = read_cell_keys(out)
     todo = [cell for cell in cells if cell.key() not in done]
