@@ -823,47 +823,44 @@ def _projection_sentence(projection: str) -> str:
 
 def _headline_accuracy(report: _Writer, runs: pd.DataFrame, sweep: pd.DataFrame) -> None:
     sparsity, series, labels, text = accuracy_vs_sparsity_table(runs, sweep)
-    report.table(sparsity, "paper_accuracy_vs_sparsity")
-    report.add(
-        "### Accuracy vs sparsity (paper table 3)\n\nOurs: `dphe-bench run` results that differ only in the "
-        "elastic-net `model.alpha` (mean over repeats). "
-        + _projection_sentence(sparsity.attrs["projection"])
-        + "\n\n"
-        + markdown_table(sparsity)
-        + (f"\n\n{text}" if text and not series else "")
+    _accuracy_section(
+        report,
+        "accuracy_vs_sparsity",
+        "Accuracy vs sparsity (paper table 3)",
+        "Ours: `dphe-bench run` results that differ only in the elastic-net `model.alpha` (mean over repeats). "
+        + _projection_sentence(sparsity.attrs["projection"]),
+        (sparsity, series, labels, text),
+        x="user_sparsity_mean",
+        xlabel="sparsity of the users' weights (share of zeros)",
+        title="Accuracy vs sparsity (model.alpha varied)",
+        paper=PAPER_ACCURACY_VS_SPARSITY,
+        centralised=False,
     )
-    if series:
-        fig = report_figures.accuracy_lines(
-            series,
-            labels,
-            x="user_sparsity_mean",
-            xlabel="sparsity of the users' weights (share of zeros)",
-            title="Accuracy vs sparsity (model.alpha varied)",
-            paper=PAPER_ACCURACY_VS_SPARSITY,
-            centralised=False,
-            registry=report.styles,
-        )
-        report.figure(fig, "accuracy_vs_sparsity", text)
-    users, series, labels, text = accuracy_vs_users_table(runs)
-    report.table(users, "paper_accuracy_vs_users")
-    report.add(
-        "### Accuracy vs number of users (paper table 2)\n\nOurs: `dphe-bench run` results that differ only in "
-        "`federation.users`, one column per series (mean over repeats).\n\n"
-        + markdown_table(users)
-        + (f"\n\n{text}" if text and not series else "")
+    _accuracy_section(
+        report,
+        "accuracy_vs_users",
+        "Accuracy vs number of users (paper table 2)",
+        "Ours: `dphe-bench run` results that differ only in `federation.users`, one column per series (mean over "
+        "repeats).",
+        accuracy_vs_users_table(runs),
+        x="users",
+        xlabel="number of users",
+        title="Accuracy vs number of users",
+        paper=PAPER_ACCURACY_VS_USERS,
+        logx=True,
     )
+
+
+def _accuracy_section(report: _Writer, name: str, heading: str, intro: str, made: tuple, **figure: object) -> None:
+    """One headline accuracy table (``tables/paper_<name>.csv``) and, where a series exists, its figure; ``made``:
+    (table, series, labels, caption) as the table functions return them. The caption goes under the figure, or
+    under the table when there is none."""
+    table, series, labels, text = made
+    report.table(table, f"paper_{name}")
+    report.add(f"### {heading}\n\n{intro}\n\n" + markdown_table(table) + (f"\n\n{text}" if text and not series else ""))
     if series:
-        fig = report_figures.accuracy_lines(
-            series,
-            labels,
-            x="users",
-            xlabel="number of users",
-            title="Accuracy vs number of users",
-            paper=PAPER_ACCURACY_VS_USERS,
-            logx=True,
-            registry=report.styles,
-        )
-        report.figure(fig, "accuracy_vs_users", text)
+        fig = report_figures.accuracy_lines(series, labels, registry=report.styles, **figure)
+        report.figure(fig, name, text)
 
 
 def _sweep_sections(report: _Writer, sweep: pd.DataFrame) -> None:
