@@ -98,6 +98,11 @@ class Backend(ABC):
         """The keyword options that rebuild this backend with ``get_backend(name, **options)``."""
         return {"obfuscation": self.obfuscation, "window_bits": self.window_bits}
 
+    def resolved_options(self) -> dict[str, object]:
+        """``options()`` with every default resolved: the options this backend runs with. Backends resolve their
+        defaults when built, so this is ``options()`` unless a subclass leaves one open (numba's threads)."""
+        return self.options()
+
     def describe(self) -> str:
         """One line naming the backend and its obfuscation mode."""
         detail = f", {self.window_bits}-bit windows" if self.obfuscation == "djn" else ""

@@ -219,6 +219,13 @@ class NumbaBackend(Backend):
     def options(self) -> dict[str, object]:
         return {**super().options(), "threads": self.threads, "kernel": self.kernel}
 
+    def resolved_options(self) -> dict[str, object]:
+        """``threads=None`` resolved to the thread count the parallel kernels run on (``numba.get_num_threads()``)."""
+        options = self.options()
+        if options["threads"] is None:
+            options["threads"] = self._numba.get_num_threads()
+        return options
+
     def describe(self) -> str:
         threads = "default" if self.threads is None else self.threads
         return f"{super().describe()}, threads={threads}, {self.kernel} kernels ({self.kernel_reason})"

@@ -10,7 +10,7 @@ import pytest
 
 from dphe_bench.backends import get_backend
 from dphe_bench.learning.config import load_config
-from dphe_bench.learning.pipeline import resolved_backend_options, run_pipeline
+from dphe_bench.learning.pipeline import run_pipeline
 from dphe_bench.learning.results import CSV_COLUMNS, CSV_NAME, check_results_destination, write_run_results
 from dphe_bench.learning.run_settings import RUN_SETTINGS, run_settings
 
@@ -190,7 +190,7 @@ def test_text_in_a_number_column_of_runs_csv_is_named(runs, tmp_path):
 def test_parallelism_is_the_workers_or_threads_the_backend_resolved(runs):
     data = json.loads(runs["json"]["standard"].read_text(encoding="utf-8"))
     with get_backend("multiprocessing", workers=3) as pool:
-        data.update(backend="multiprocessing", backend_options=resolved_backend_options(pool))
+        data.update(backend="multiprocessing", backend_options=pool.resolved_options())
     settings = run_settings(data)
     assert settings["parallelism"] == 3
     assert settings["backend_config"] == (
@@ -202,7 +202,7 @@ def test_numba_s_default_threads_are_written_as_the_count_numba_runs_on(runs):
     numba = pytest.importorskip("numba")
     backend = get_backend("numba")
     assert backend.options()["threads"] is None
-    options = resolved_backend_options(backend)
+    options = backend.resolved_options()
     assert options["threads"] == numba.get_num_threads() >= 1
     data = json.loads(runs["json"]["standard"].read_text(encoding="utf-8"))
     data.update(backend="numba", backend_options=options)

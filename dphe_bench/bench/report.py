@@ -40,6 +40,7 @@ from dphe_bench.bench.report_units import format_value, human_seconds, human_val
 from dphe_bench.bench.sweep import BASELINE_NAME, DEFAULT_OUT, HEU_NAME
 from dphe_bench.errors import plain_list
 from dphe_bench.files import prepare_folder, write_atomically, write_text_atomically
+from dphe_bench.learning.run_settings import backend_label
 from dphe_bench.schemes import SCHEMES
 
 # Yonetani, Boddeti, Kitani, Sato, "Privacy-Preserving Visual Learning with Doubly-Permuted Homomorphic
@@ -125,7 +126,7 @@ def normalised_config(config: object, obfuscation: object) -> object:
         return config
     name, options = parse_config(config)
     options.pop("window_bits", None)
-    return name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+    return backend_label(name, options)
 
 
 # Run settings that apply only under a condition on another setting: (setting, applies(row)).

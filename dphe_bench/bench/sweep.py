@@ -61,6 +61,7 @@ from dphe_bench.crypto.packing import quantization_step
 from dphe_bench.crypto.paillier import DEFAULT_KEY_BITS, KEY_SIZES, PrivateKey, PublicKey, generate_keypair
 from dphe_bench.errors import DestinationError, DpheError, plain_list, unknown_name
 from dphe_bench.files import prepare_file, write_text_atomically
+from dphe_bench.learning.run_settings import backend_label
 from dphe_bench.schemes import SCHEMES, ckks, get_scheme
 from dphe_bench.schemes.base import DEFAULT_MIN_CONTRIBUTORS
 from dphe_bench.schemes.federation import PHASES, RoundResult, simulate_round
@@ -465,30 +466,19 @@ def backend_settings(cell: Cell, backend: Backend) -> dict[str, object]:
         return {**settings, "backend_config": config, "parallelism": threads}
     if cell.backend.name == BASELINE_NAME:
         return {**settings, "backend_config": BASELINE_NAME, "parallelism": 1}
-    options = dict(backend.options())
+    options = backend.resolved_options()
     if isinstance(backend, NumbaBackend):
-        options["threads"] = _numba_threads(backend)
         settings.update(parallelism=options["threads"], kernel=backend.kernel)
     elif isinstance(backend, ChunkedBackend):
         settings["parallelism"] = backend.workers
     elif not isinstance(backend, CupyBackend):
         settings["parallelism"] = 1
-    config = Component(backend.name, tuple(sorted((k, v) for k, v in options.items() if v is not None))).label
     settings.update(
-        backend_config=config,
+        backend_config=backend_label(backend.name, options),
         obfuscation=backend.obfuscation,
         window_bits=backend.window_bits if backend.obfuscation == "djn" else "",
     )
     return settings
-
-
-def _numba_threads(backend: NumbaBackend) -> int:
-    """The threads a numba backend's parallel kernels run on: its ``threads`` option, else numba's default."""
-    if backend.threads is not None:
-        return backend.threads
-    import numba
-
-    return numba.get_num_threads()
 
 
 def scheme_settings(scheme: Component) -> dict[str, object]:

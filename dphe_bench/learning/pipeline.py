@@ -86,21 +86,6 @@ def run_pipeline(config: Config, backend: str | None = None, progress: bool = Tr
         return _run_all(config, backend_name, crypto_backend, progress)
 
 
-def resolved_backend_options(backend: Backend) -> dict[str, Any]:
-    """``backend.options()`` with every default resolved: the options it runs with.
-
-    Backends resolve their defaults when built (multiprocessing's workers and start method, numba's kernel
-    family), except numba's ``threads=None``: its parallel kernels then run on ``numba.get_num_threads()``
-    threads, and that number is written instead.
-    """
-    options = backend.options()
-    if backend.name == "numba" and options["threads"] is None:
-        import numba
-
-        options["threads"] = numba.get_num_threads()
-    return options
-
-
 def aggregation_error_bound(scheme: str, config: Config, contributed: np.ndarray) -> float | None:
     """The most a published average may differ from the exact mean of ``contributed`` (float64 (users, D)),
     per weight, for one aggregation of ``scheme``; None for ``plain`` (float64 sums, no encoding).
@@ -140,7 +125,7 @@ def _run_all(config: Config, backend_name: str, crypto_backend: Backend, progres
         config=config,
         backend=backend_name,
         backend_description=crypto_backend.describe(),
-        backend_options=resolved_backend_options(crypto_backend),
+        backend_options=crypto_backend.resolved_options(),
         dimension=weight_dimension(len(dataset.classes), dataset.n_features),
         centralised_accuracy=accuracy(centralised, dataset.classes, dataset.X_test, dataset.y_test),
         outcomes=outcomes,

@@ -80,8 +80,10 @@ _OLDEST_FEATURES = "pixels"
 
 
 def backend_label(name: str, options: dict[str, Any]) -> str:
-    """``name:k=v,...`` of ``options`` sorted by key, e.g. ``gmpy2:obfuscation=standard,window_bits=8``."""
-    return f"{name}:" + ",".join(f"{key}={value}" for key, value in sorted(options.items()))
+    """``name:k=v,...`` of ``options`` sorted by key, e.g. ``gmpy2:obfuscation=standard,window_bits=8``; options
+    left None (dask's ``scheduler`` for a local cluster) are left out, and ``name`` alone has no options."""
+    given = sorted((key, value) for key, value in options.items() if value is not None)
+    return name + (":" + ",".join(f"{key}={value}" for key, value in given) if given else "")
 
 
 def run_settings(run: dict[str, Any]) -> dict[str, Any]:
